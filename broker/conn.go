@@ -1,0 +1,837 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/mqtt5go/mqtt5/packet"
+	"github.com/mqtt5go/mqtt5/topic"
+)
+
+// conn is one network connection. Its read goroutine (serve) owns the
+// inbound protocol state; outbound writes are done by a writer goroutine
+// started on demand when there is something to send and exiting when the
+// queue is drained, so an idle connection holds one goroutine and no write
+// buffer.
+//
+// Fields under "outbound" are guarded by sess.mu once the session is
+// attached (before that, only serve touches them).
+type conn struct {
+	b    *Broker
+	nc   net.Conn
+	r    packet.Reader
+	info ClientInfo
+	sess *session
+
+	version     packet.Version
+	keepAlive   time.Duration
+	maxOut      uint32 // client's Maximum Packet Size, 0 = none
+	recvMax     int    // QoS 1/2 messages we may have in flight to it
+	problemInfo bool   // Request Problem Information
+	authMethod  string
+	authState   any
+	reauthStep  int
+
+	// inbound
+	aliases map[uint16]string
+	pub     packet.Publish
+	scratch routeScratch
+
+	// will of this connection, cleared by DISCONNECT 0x00
+	will      *Message
+	willDelay uint32
+
+	// outbound (sess.mu)
+	ctrl       []byte // encoded control packets waiting for the writer
+	writing    bool   // a writer goroutine runs
+	closed     bool   // no more writes; the socket is or will be closed
+	closing    bool   // flush ctrl, then close (server-sent DISCONNECT)
+	resend     bool   // retransmit inflight messages first (session resumed)
+	ctrlDrain  *sync.Cond
+	aliasesOut map[string]uint16
+	aliasMax   uint16 // client's Topic Alias Maximum ∩ our OutboundTopicAliases
+
+	done chan struct{} // closed when serve returns
+}
+
+// maxCtrlBacklog bounds encoded control packets waiting to be written; the
+// read loop waits (and so stops reading the socket) beyond it.
+const maxCtrlBacklog = 256 << 10
+
+// writeBatch is how many bytes the writer gathers before one Write call.
+const writeBatch = 64 << 10
+
+var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+func (b *Broker) newConn(nc net.Conn) *conn {
+	c := &conn{b: b, nc: nc, done: make(chan struct{})}
+	c.r.Reset(nc)
+	c.r.MaxPacketSize = int(b.cfg.Capabilities.MaximumPacketSize)
+	c.info.RemoteAddr = nc.RemoteAddr()
+	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
+		st := tc.ConnectionState()
+		c.info.TLS = &st
+	}
+	return c
+}
+
+// errClosedByServer ends the read loop after the broker sent DISCONNECT.
+var errClosedByServer = errors.New("closed by server")
+
+// serve runs the connection until it ends.
+func (c *conn) serve(ctx context.Context) {
+	defer close(c.done)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	err := c.handshake(ctx)
+	if err != nil {
+		c.b.log.Debug("connect failed", "remote", c.info.RemoteAddr, "err", err)
+		c.closeSocketAfterFlush()
+		return
+	}
+	err = c.readLoop(ctx)
+	c.end(err)
+}
+
+// readLoop reads and handles packets until an error or a DISCONNECT.
+func (c *conn) readLoop(ctx context.Context) error {
+	for {
+		if c.keepAlive > 0 {
+			// [MQTT-3.1.2-22] one and a half times the keep alive.
+			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
+		}
+		h, body, err := c.r.ReadRaw(c.version)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				c.disconnect(packet.KeepAliveTimeout, "keep alive timeout")
+				return errKeepAlive
+			}
+			var pe *packet.Error
+			if errors.As(err, &pe) {
+				c.disconnect(pe.Code, pe.Reason)
+			}
+			return err
+		}
+		c.b.stats.msgsReceived.Add(1)
+		c.b.stats.bytesReceived.Add(int64(h.Size()))
+		if err := c.handle(ctx, h, body); err != nil {
+			if errors.Is(err, errNormalDisconnect) {
+				return err
+			}
+			var pe *packet.Error
+			switch {
+			case errors.As(err, &pe):
+				c.disconnect(pe.Code, pe.Reason)
+			case errors.Is(err, errClosedByServer):
+			default:
+				c.disconnect(packet.CodeOf(err), err.Error())
+			}
+			return err
+		}
+	}
+}
+
+var (
+	errKeepAlive        = errors.New("keep alive timeout")
+	errNormalDisconnect = errors.New("client disconnected")
+	errWillDisconnect   = errors.New("client disconnected with will")
+)
+
+func (c *conn) handle(ctx context.Context, h packet.FixedHeader, body []byte) error {
+	switch h.Type {
+	case packet.PUBLISH:
+		return c.handlePublish(ctx, h, body)
+	case packet.PUBACK, packet.PUBREC, packet.PUBCOMP:
+		var a packet.Puback
+		if err := decodeAck(h, body, c.version, &a); err != nil {
+			return err
+		}
+		c.handleAck(h.Type, &a)
+		return nil
+	case packet.PUBREL:
+		var a packet.Pubrel
+		if err := a.Decode(h.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handlePubrel(&a)
+	case packet.SUBSCRIBE:
+		var s packet.Subscribe
+		if err := s.Decode(h.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handleSubscribe(ctx, &s)
+	case packet.UNSUBSCRIBE:
+		var u packet.Unsubscribe
+		if err := u.Decode(h.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handleUnsubscribe(&u)
+	case packet.PINGREQ:
+		if err := (&packet.Pingreq{}).Decode(h.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.send(&packet.Pingresp{}) // [MQTT-3.12.4-1]
+	case packet.DISCONNECT:
+		var d packet.Disconnect
+		if err := d.Decode(h.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handleDisconnect(&d)
+	case packet.AUTH:
+		var a packet.Auth
+		if err := a.Decode(h.Flags, body, c.version); err != nil {
+			return err
+		}
+		return c.handleReauth(ctx, &a)
+	case packet.CONNECT:
+		// [MQTT-3.1.0-2] a second CONNECT is a protocol error.
+		return &packet.Error{Code: packet.ProtocolError, Type: packet.CONNECT, Reason: "second CONNECT"}
+	default:
+		// CONNACK, SUBACK, UNSUBACK, PINGRESP are server-to-client only.
+		return &packet.Error{Code: packet.ProtocolError, Type: h.Type, Reason: "packet not allowed from a client"}
+	}
+}
+
+func decodeAck(h packet.FixedHeader, body []byte, v packet.Version, a *packet.Puback) error {
+	switch h.Type {
+	case packet.PUBREC:
+		return (*packet.Pubrec)(a).Decode(h.Flags, body, v)
+	case packet.PUBCOMP:
+		return (*packet.Pubcomp)(a).Decode(h.Flags, body, v)
+	}
+	return a.Decode(h.Flags, body, v)
+}
+
+// ---- outbound ----
+
+// send encodes p and queues it for the writer, waiting while too many
+// control packets are queued (back-pressure on a client that does not read).
+func (c *conn) send(p packet.Packet) error {
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(c.ctrl) > maxCtrlBacklog && !c.closed {
+		c.ctrlDrain.Wait()
+	}
+	if c.closed || c.closing {
+		return errClosedByServer
+	}
+	return c.appendCtrlLocked(p)
+}
+
+func (c *conn) appendCtrlLocked(p packet.Packet) error {
+	var err error
+	n := len(c.ctrl)
+	c.ctrl, err = p.AppendTo(c.ctrl, c.version)
+	if err != nil {
+		c.ctrl = c.ctrl[:n]
+		return err
+	}
+	if c.maxOut > 0 && uint32(len(c.ctrl)-n) > c.maxOut {
+		// The client cannot take it; drop the Reason String and User
+		// Properties, which the standard lets a sender omit, and retry.
+		c.ctrl = c.ctrl[:n]
+		if stripped := stripOptionalProps(p); stripped != nil {
+			c.ctrl, err = stripped.AppendTo(c.ctrl, c.version)
+			if err != nil || uint32(len(c.ctrl)-n) > c.maxOut {
+				c.ctrl = c.ctrl[:n]
+			}
+		}
+	}
+	c.kickLocked()
+	return nil
+}
+
+// stripOptionalProps returns p without Reason String and User Properties,
+// or nil if p has none to strip.
+func stripOptionalProps(p packet.Packet) packet.Packet {
+	strip := func(pr *packet.Properties) {
+		pr.Clear(packet.PropReasonString)
+		pr.Clear(packet.PropUser)
+	}
+	switch q := p.(type) {
+	case *packet.Puback:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Pubrec:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Pubrel:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Pubcomp:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Suback:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Unsuback:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Disconnect:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Connack:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	case *packet.Auth:
+		cp := *q
+		strip(&cp.Props)
+		return &cp
+	}
+	return nil
+}
+
+// kickLocked starts the writer if there is work and none runs.
+func (c *conn) kickLocked() {
+	if c.writing || c.closed {
+		return
+	}
+	if len(c.ctrl) == 0 && !c.resend && (c.closing || c.sess == nil || c.sess.queue.len() == 0) {
+		if c.closing {
+			c.closed = true
+			c.nc.Close()
+		}
+		return
+	}
+	c.writing = true
+	c.b.wg.Add(1)
+	go c.writeLoop()
+}
+
+// writeLoop drains control packets and queued deliveries to the socket in
+// batches, one Write call per batch.
+func (c *conn) writeLoop() {
+	defer c.b.wg.Done()
+	s := c.sess
+	bp := writeBufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	defer func() {
+		if cap(buf) <= 1<<20 {
+			*bp = buf[:0]
+			writeBufPool.Put(bp)
+		}
+	}()
+	for {
+		s.mu.Lock()
+		if c.closed {
+			c.writing = false
+			s.mu.Unlock()
+			return
+		}
+		buf = append(buf[:0], c.ctrl...)
+		if cap(c.ctrl) > 64<<10 {
+			c.ctrl = nil
+		} else {
+			c.ctrl = c.ctrl[:0]
+		}
+		c.ctrlDrain.Broadcast()
+		now := c.b.now()
+		if !c.closing {
+			if c.resend {
+				c.resend = false
+				buf = c.appendResendLocked(buf, now)
+			}
+			for s.queue.len() > 0 && len(buf) < writeBatch {
+				d := s.queue.peek()
+				if d.qos > 0 && len(s.inflight) >= c.recvMax {
+					break // [MQTT-4.9.0-2] the client's Receive Maximum
+				}
+				buf = c.appendDeliveryLocked(buf, s.queue.pop(), now, false, 0)
+			}
+		}
+		if len(buf) == 0 {
+			c.writing = false
+			if c.closing {
+				c.closed = true
+				c.nc.Close()
+			}
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+		c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
+		n, err := c.nc.Write(buf)
+		c.b.stats.bytesSent.Add(int64(n))
+		if err != nil {
+			s.mu.Lock()
+			c.writing = false
+			c.closed = true
+			c.ctrlDrain.Broadcast()
+			s.mu.Unlock()
+			c.nc.Close()
+			return
+		}
+	}
+}
+
+// appendResendLocked re-sends unacknowledged messages after a session
+// resumed: PUBLISH with DUP, or PUBREL for QoS 2 flows past PUBREC
+// [MQTT-4.4.0-1], in their original order [MQTT-4.6.0-1].
+func (c *conn) appendResendLocked(buf []byte, now time.Time) []byte {
+	s := c.sess
+	for _, id := range s.inflightInOrderLocked() {
+		f := s.inflight[id]
+		if f.released {
+			var err error
+			buf, err = (&packet.Pubrel{PacketID: id}).AppendTo(buf, c.version)
+			if err != nil {
+				c.b.log.Error("encode PUBREL", "err", err)
+			}
+			continue
+		}
+		delete(s.inflight, id)
+		buf = c.appendDeliveryLocked(buf, f.d, now, true, id)
+	}
+	return buf
+}
+
+// appendDeliveryLocked encodes one delivery for this client. For QoS > 0 it
+// takes a packet identifier (or reuses id on retransmission) and records
+// the message in flight.
+func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, dup bool, id uint16) []byte {
+	s := c.sess
+	m := d.msg
+	secs, ok := m.remaining(now)
+	if !ok {
+		c.b.stats.dropped(dropExpired) // [MQTT-3.3.2-5]
+		return buf
+	}
+	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, Retain: d.retain, Dup: dup && d.qos > 0}
+	if c.version == packet.V5 {
+		p.Props = m.Props
+		if m.hasExpiry() {
+			p.Props.MessageExpiry = secs // [MQTT-3.3.2-6]
+		}
+		var ids [4]uint32
+		p.Props.SubscriptionIDs = d.subIDs.appendTo(ids[:0]) // [MQTT-3.3.4-3]
+		if alias, topicNeeded := c.outboundAliasLocked(m.Topic); alias != 0 {
+			p.Props.TopicAlias = alias
+			if !topicNeeded {
+				p.Topic = ""
+			}
+		}
+	}
+	if c.maxOut > 0 && uint32(p.Size(c.version)) > c.maxOut {
+		// [MQTT-3.1.2-24] [MQTT-3.1.2-25] too large for the client:
+		// discard as if sent.
+		c.b.stats.dropped(dropTooLarge)
+		return buf
+	}
+	if d.qos > 0 {
+		if id == 0 {
+			id = s.nextPacketIDLocked()
+		}
+		p.PacketID = id
+		s.sendSeq++
+		if s.inflight == nil {
+			s.inflight = make(map[uint16]*outFlight)
+		}
+		s.inflight[id] = &outFlight{d: d, seq: s.sendSeq}
+	}
+	out, err := p.AppendTo(buf, c.version)
+	if err != nil {
+		c.b.log.Error("encode PUBLISH", "topic", m.Topic, "err", err)
+		return buf
+	}
+	c.b.stats.msgsSent.Add(1)
+	c.b.stats.publishSent.Add(1)
+	return out
+}
+
+// outboundAliasLocked returns the topic alias to use for topic, 0 for
+// none, and whether the topic name must still be sent (first use).
+func (c *conn) outboundAliasLocked(t string) (uint16, bool) {
+	if c.aliasMax == 0 {
+		return 0, true
+	}
+	if a, ok := c.aliasesOut[t]; ok {
+		return a, false
+	}
+	if len(c.aliasesOut) >= int(c.aliasMax) {
+		return 0, true // aliases are never reassigned; later topics go without
+	}
+	if c.aliasesOut == nil {
+		c.aliasesOut = make(map[string]uint16)
+	}
+	a := uint16(len(c.aliasesOut) + 1) // [MQTT-3.1.2-26] never above the client's maximum
+	c.aliasesOut[t] = a
+	return a, true
+}
+
+// disconnect sends a v5 DISCONNECT with rc (when the code is valid for
+// DISCONNECT) and closes the connection once it is written [MQTT-4.13.1-1].
+func (c *conn) disconnect(rc packet.ReasonCode, reason string) {
+	if c.sess == nil {
+		c.closeSocketAfterFlush()
+		return
+	}
+	c.sess.mu.Lock()
+	c.disconnectLocked(rc, reason)
+	c.sess.mu.Unlock()
+}
+
+func (c *conn) disconnectLocked(rc packet.ReasonCode, reason string) {
+	if c.closed || c.closing {
+		return
+	}
+	if c.version == packet.V5 {
+		if !rc.ValidFor(packet.DISCONNECT) {
+			if rc == packet.PacketTooLarge || rc < 0x80 {
+				rc = packet.UnspecifiedError
+			} else {
+				rc = packet.ProtocolError
+			}
+		}
+		d := &packet.Disconnect{ReasonCode: rc}
+		if c.problemInfo {
+			d.Props.ReasonString = reason
+		}
+		c.appendCtrlLocked(d)
+	}
+	c.closing = true
+	c.ctrlDrain.Broadcast()
+	c.kickLocked()
+}
+
+// closeSocketAfterFlush closes a connection that has no session: what
+// serve already wrote directly is on the wire.
+func (c *conn) closeSocketAfterFlush() {
+	c.nc.Close()
+}
+
+// ---- inbound packets ----
+
+func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []byte) error {
+	p := &c.pub
+	if err := p.Decode(h.Flags, body, c.version); err != nil {
+		return err
+	}
+	c.b.stats.publishReceived.Add(1)
+	caps := &c.b.cfg.Capabilities
+	if p.QoS > caps.MaximumQoS {
+		// [MQTT-3.2.2-11] receiver side: QoS not supported.
+		return &packet.Error{Code: packet.QoSNotSupported, Type: packet.PUBLISH, Reason: "QoS above Maximum QoS"}
+	}
+	if p.Retain && caps.DisableRetain {
+		return &packet.Error{Code: packet.RetainNotSupported, Type: packet.PUBLISH, Reason: "retain not available"}
+	}
+	if len(p.Props.SubscriptionIDs) > 0 {
+		// [MQTT-3.3.4-6] a client must not send Subscription Identifiers.
+		return &packet.Error{Code: packet.ProtocolError, Type: packet.PUBLISH, Reason: "Subscription Identifier from client"}
+	}
+	topicName := p.Topic
+	if a := p.Props.TopicAlias; a != 0 {
+		if a > caps.TopicAliasMaximum {
+			// [MQTT-3.3.2-9] [MQTT-3.3.2-10]
+			return &packet.Error{Code: packet.TopicAliasInvalid, Type: packet.PUBLISH, Reason: "topic alias above maximum"}
+		}
+		if topicName != "" {
+			if c.aliases == nil {
+				c.aliases = make(map[uint16]string)
+			}
+			if old, ok := c.aliases[a]; !ok || old != topicName {
+				c.aliases[a] = strings.Clone(topicName)
+			}
+			topicName = c.aliases[a]
+		} else {
+			t, ok := c.aliases[a]
+			if !ok {
+				return &packet.Error{Code: packet.ProtocolError, Type: packet.PUBLISH, Reason: "unknown topic alias"}
+			}
+			topicName = t
+		}
+	} else if topicName == "" {
+		return &packet.Error{Code: packet.ProtocolError, Type: packet.PUBLISH, Reason: "empty topic without alias"}
+	}
+	if err := c.b.topicLimits.ValidateName(topicName); err != nil {
+		// [MQTT-3.3.2-2] no wildcards in a topic name.
+		return &packet.Error{Code: packet.TopicNameInvalid, Type: packet.PUBLISH, Reason: err.Error()}
+	}
+	s := c.sess
+	if p.QoS == 2 {
+		s.mu.Lock()
+		_, dup := s.inQoS2[p.PacketID]
+		if !dup && len(s.inQoS2) >= int(caps.ReceiveMaximum) {
+			s.mu.Unlock()
+			// [MQTT-3.3.4-9] more than Receive Maximum QoS 2 flows open.
+			return &packet.Error{Code: packet.ReceiveMaximumExceeded, Type: packet.PUBLISH, Reason: "receive maximum exceeded"}
+		}
+		s.mu.Unlock()
+		if dup {
+			// [MQTT-4.3.3-9] already received: acknowledge, do not route again.
+			return c.send(&packet.Pubrec{PacketID: p.PacketID})
+		}
+	}
+	rc := packet.Success
+	switch {
+	case strings.HasPrefix(topicName, "$"):
+		// $SYS and other $ topics are the broker's; clients may not publish.
+		rc = packet.NotAuthorized
+	case p.Props.PayloadFormat == 1 && !packet.ValidUTF8(p.Payload) && p.QoS > 0:
+		rc = packet.PayloadFormatInvalid
+	case c.b.cfg.Authorizer != nil && !c.b.cfg.Authorizer.CanPublish(ctx, &c.info, topicName):
+		rc = packet.NotAuthorized
+	}
+	if rc == packet.Success {
+		m := c.b.newMessage(p, topicName, c.info.ClientID)
+		n := c.b.publish(m, s, &c.scratch)
+		if n == 0 && c.version == packet.V5 {
+			rc = packet.NoMatchingSubscribers
+		}
+	}
+	if rc.IsError() && c.version == packet.V311 {
+		rc = packet.Success // 3.1.1 cannot report it; acknowledge and drop
+	}
+	switch p.QoS {
+	case 1:
+		return c.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
+	case 2:
+		if !rc.IsError() {
+			s.mu.Lock()
+			if s.inQoS2 == nil {
+				s.inQoS2 = make(map[uint16]struct{})
+			}
+			s.inQoS2[p.PacketID] = struct{}{}
+			s.mu.Unlock()
+		}
+		return c.send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
+	}
+	return nil
+}
+
+func (c *conn) handlePubrel(a *packet.Pubrel) error {
+	s := c.sess
+	s.mu.Lock()
+	_, ok := s.inQoS2[a.PacketID]
+	delete(s.inQoS2, a.PacketID)
+	s.mu.Unlock()
+	rc := packet.Success
+	if !ok {
+		rc = packet.PacketIdentifierNotFound
+	}
+	return c.send(&packet.Pubcomp{PacketID: a.PacketID, ReasonCode: rc}) // [MQTT-4.3.3-11]
+}
+
+func (c *conn) handleAck(t packet.Type, a *packet.Puback) {
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	f, ok := s.inflight[a.PacketID]
+	if !ok {
+		return // unknown or already completed: nothing to do
+	}
+	switch t {
+	case packet.PUBACK:
+		if f.d.qos != 1 {
+			return
+		}
+		delete(s.inflight, a.PacketID)
+	case packet.PUBREC:
+		if f.d.qos != 2 {
+			return
+		}
+		if a.ReasonCode.IsError() {
+			delete(s.inflight, a.PacketID) // [MQTT-4.3.3-4] the flow ends
+			break
+		}
+		f.released = true
+		f.d = delivery{qos: 2} // the message itself is no longer needed
+		c.appendCtrlLocked(&packet.Pubrel{PacketID: a.PacketID})
+	case packet.PUBCOMP:
+		if !f.released {
+			return
+		}
+		delete(s.inflight, a.PacketID)
+	}
+	c.kickLocked()
+}
+
+func (c *conn) handleDisconnect(d *packet.Disconnect) error {
+	s := c.sess
+	if d.Props.Has(packet.PropSessionExpiry) {
+		s.mu.Lock()
+		cur := s.expiry
+		s.mu.Unlock()
+		if cur == 0 && d.Props.SessionExpiry != 0 {
+			// [MQTT-3.14.2-2] cannot set a non-zero expiry after 0.
+			return &packet.Error{Code: packet.ProtocolError, Type: packet.DISCONNECT, Reason: "session expiry raised from 0"}
+		}
+		s.mu.Lock()
+		s.expiry = min(d.Props.SessionExpiry, c.b.cfg.Capabilities.MaxSessionExpiry)
+		s.mu.Unlock()
+	}
+	if d.ReasonCode == packet.DisconnectWithWillMessage {
+		return errWillDisconnect
+	}
+	// [MQTT-3.1.2-10] [MQTT-3.14.4-3] normal disconnection discards the will.
+	c.will = nil
+	return errNormalDisconnect
+}
+
+// ---- subscribe ----
+
+func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error {
+	caps := &c.b.cfg.Capabilities
+	subID := uint32(0)
+	if len(sp.Props.SubscriptionIDs) > 0 {
+		if caps.DisableSubscriptionIdentifiers {
+			return &packet.Error{Code: packet.SubscriptionIdentifiersNotSupported, Type: packet.SUBSCRIBE, Reason: "subscription identifiers not supported"}
+		}
+		subID = sp.Props.SubscriptionIDs[0]
+	}
+	codes := make([]packet.ReasonCode, len(sp.Subscriptions))
+	type retainedReq struct {
+		filter string
+		opts   subOpts
+	}
+	var toSend []retainedReq
+	s := c.sess
+	for i, sub := range sp.Subscriptions {
+		filter := sub.Filter
+		inner := filter
+		group, in, shared, err := topic.ParseShared(filter)
+		if shared {
+			inner = in
+		}
+		switch {
+		case err != nil:
+			codes[i] = packet.TopicFilterInvalid
+			continue
+		case shared && sub.NoLocal:
+			// [MQTT-3.8.3-4] No Local on a shared subscription.
+			return &packet.Error{Code: packet.ProtocolError, Type: packet.SUBSCRIBE, Reason: "No Local on a shared subscription"}
+		}
+		_ = group
+		if err := c.b.topicLimits.ValidateFilter(inner); err != nil {
+			codes[i] = packet.TopicFilterInvalid
+			continue
+		}
+		if shared && caps.DisableSharedSubscriptions {
+			codes[i] = packet.SharedSubscriptionsNotSupported
+			continue
+		}
+		if caps.DisableWildcardSubscriptions && strings.ContainsAny(inner, "+#") {
+			codes[i] = packet.WildcardSubscriptionsNotSupported
+			continue
+		}
+		if c.b.cfg.Authorizer != nil && !c.b.cfg.Authorizer.CanSubscribe(ctx, &c.info, inner) {
+			codes[i] = packet.NotAuthorized
+			continue
+		}
+		qos := min(sub.QoS, caps.MaximumQoS) // [MQTT-3.8.4-6] granted may be lower
+		opts := subOpts{qos: qos, noLocal: sub.NoLocal, rap: sub.RetainAsPublished, rh: sub.RetainHandling, subID: subID}
+		s.mu.Lock()
+		_, existed := s.subs[filter]
+		if !existed && !within(len(s.subs), c.b.cfg.Limits.MaxSubscriptionsPerClient) {
+			s.mu.Unlock()
+			codes[i] = packet.QuotaExceeded
+			continue
+		}
+		if s.subs == nil {
+			s.subs = make(map[string]subOpts)
+		}
+		filter = strings.Clone(filter)
+		s.subs[filter] = opts
+		s.mu.Unlock()
+		// [MQTT-3.8.4-3] a repeated filter replaces the old subscription.
+		if _, err := c.b.router.subscribe(filter, s, opts); err != nil {
+			codes[i] = packet.TopicFilterInvalid
+			continue
+		}
+		codes[i] = packet.ReasonCode(qos)
+		if c.version == packet.V311 && codes[i].IsError() {
+			codes[i] = packet.V3SubackFailure
+		}
+		// [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]; never for shared
+		// subscriptions [MQTT-3.8.4-?].
+		if !shared && (opts.rh == 0 || (opts.rh == 1 && !existed)) {
+			toSend = append(toSend, retainedReq{filter, opts})
+		}
+	}
+	if c.version == packet.V311 {
+		for i, rc := range codes {
+			if rc.IsError() {
+				codes[i] = packet.V3SubackFailure
+			}
+		}
+	}
+	// [MQTT-3.8.4-1] SUBACK with the same packet identifier, one code per
+	// filter in order [MQTT-3.9.3-1].
+	if err := c.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes}); err != nil {
+		return err
+	}
+	for _, r := range toSend {
+		c.b.sendRetained(s, r.filter, r.opts)
+	}
+	return nil
+}
+
+func (c *conn) handleUnsubscribe(u *packet.Unsubscribe) error {
+	s := c.sess
+	codes := make([]packet.ReasonCode, len(u.Filters))
+	var taken []delivery
+	for i, f := range u.Filters {
+		s.mu.Lock()
+		_, ok := s.subs[f]
+		delete(s.subs, f)
+		s.mu.Unlock()
+		if ok && c.b.router.unsubscribe(f, s) {
+			codes[i] = packet.Success
+			if _, _, shared, _ := topic.ParseShared(f); shared {
+				s.mu.Lock()
+				taken = append(taken, s.takeSharedLocked()...)
+				s.mu.Unlock()
+			}
+		} else {
+			codes[i] = packet.NoSubscriptionExisted
+		}
+	}
+	c.b.redispatch(taken, s)
+	// [MQTT-3.10.4-4] UNSUBACK even when nothing matched.
+	return c.send(&packet.Unsuback{PacketID: u.PacketID, ReasonCodes: codes})
+}
+
+// ---- end of a connection ----
+
+// end runs when the read loop returns: it detaches the session, handles the
+// will and closes the socket.
+func (c *conn) end(err error) {
+	s := c.sess
+	switch {
+	case errors.Is(err, errNormalDisconnect):
+	case errors.Is(err, errWillDisconnect):
+		c.b.log.Debug("client disconnected with will", "client", c.info.ClientID)
+	default:
+		c.b.log.Debug("connection lost", "client", c.info.ClientID, "err", err)
+	}
+	c.b.detach(c, s)
+	s.mu.Lock()
+	if !c.closing {
+		c.closed = true
+		c.ctrlDrain.Broadcast()
+		s.mu.Unlock()
+		c.nc.Close()
+	} else {
+		s.mu.Unlock()
+	}
+}
+
+// readFull is io.ReadFull with the connection's deadline handling, used in
+// the handshake.
+var _ = io.ReadFull

@@ -1,0 +1,131 @@
+package broker
+
+import (
+	"time"
+
+	"github.com/mqtt5go/mqtt5/packet"
+)
+
+// Message is an application message as the broker routes it. Once handed
+// to the router it is immutable and shared by every subscriber it goes to:
+// per-subscriber differences (QoS, packet identifier, RETAIN flag,
+// Subscription Identifiers, topic alias, protocol version) are applied when
+// it is encoded for that subscriber.
+type Message struct {
+	Topic   string
+	Payload []byte
+	QoS     byte
+	Retain  bool
+	// Props holds the v5 message properties that travel with the message:
+	// Payload Format Indicator, Message Expiry Interval, Content Type,
+	// Response Topic, Correlation Data and User Properties. Topic Alias and
+	// Subscription Identifiers are per hop and never stored here.
+	Props packet.Properties
+
+	// ClientID is the publisher's client identifier ("" for messages the
+	// broker or the host program publishes). It drives No Local.
+	ClientID string
+	// Created is when the broker received the message; Message Expiry is
+	// counted from it.
+	Created time.Time
+}
+
+// messageProps are the properties a Message keeps (section 3.3.2.3).
+var messageProps = [...]packet.PropID{
+	packet.PropPayloadFormat, packet.PropMessageExpiry, packet.PropContentType,
+	packet.PropResponseTopic, packet.PropCorrelationData, packet.PropUser,
+}
+
+// keepMessageProps returns only the properties that are forwarded with the
+// message, dropping Topic Alias and Subscription Identifiers.
+func keepMessageProps(p *packet.Properties) packet.Properties {
+	var out packet.Properties
+	for _, id := range messageProps {
+		if p.Has(id) {
+			out.Set(id)
+		}
+	}
+	out.PayloadFormat = p.PayloadFormat
+	out.MessageExpiry = p.MessageExpiry
+	out.ContentType = p.ContentType
+	out.ResponseTopic = p.ResponseTopic
+	out.CorrelationData = p.CorrelationData
+	out.User = p.User
+	return out
+}
+
+// size is the number of bytes the message accounts for in queues.
+func (m *Message) size() int64 {
+	n := int64(len(m.Topic) + len(m.Payload) + len(m.Props.ContentType) +
+		len(m.Props.ResponseTopic) + len(m.Props.CorrelationData))
+	for _, u := range m.Props.User {
+		n += int64(len(u.Key) + len(u.Value))
+	}
+	return n
+}
+
+// hasExpiry reports whether the message carries a Message Expiry Interval.
+func (m *Message) hasExpiry() bool { return m.Props.Has(packet.PropMessageExpiry) }
+
+// remaining returns the whole seconds left before the message expires at
+// now, and false once it has expired [MQTT-3.3.2-5]. Messages without an
+// expiry never expire.
+func (m *Message) remaining(now time.Time) (uint32, bool) {
+	if !m.hasExpiry() {
+		return 0, true
+	}
+	elapsed := now.Sub(m.Created)
+	total := time.Duration(m.Props.MessageExpiry) * time.Second
+	if elapsed >= total {
+		return 0, false
+	}
+	// [MQTT-3.3.2-6] the forwarded value is the received value minus the
+	// time the message has waited in the server, rounded up so a message
+	// that has not expired is never sent with 0.
+	left := total - elapsed
+	secs := uint32((left + time.Second - 1) / time.Second)
+	return secs, true
+}
+
+// delivery is one message on its way to one session.
+type delivery struct {
+	msg    *Message
+	qos    byte   // min(message QoS, granted QoS)
+	retain bool   // RETAIN flag to send
+	subIDs subIDs // Subscription Identifiers of the matching subscriptions
+	group  *sharedGroup
+}
+
+// subIDs holds the Subscription Identifiers of a delivery; the common case
+// (none or one) needs no allocation.
+type subIDs struct {
+	first uint32
+	more  []uint32
+}
+
+func (s *subIDs) add(id uint32) {
+	if id == 0 {
+		return
+	}
+	if s.first == 0 {
+		s.first = id
+		return
+	}
+	if s.first == id {
+		return
+	}
+	for _, v := range s.more {
+		if v == id {
+			return
+		}
+	}
+	s.more = append(s.more, id)
+}
+
+// appendTo appends the identifiers to dst.
+func (s *subIDs) appendTo(dst []uint32) []uint32 {
+	if s.first != 0 {
+		dst = append(dst, s.first)
+	}
+	return append(dst, s.more...)
+}

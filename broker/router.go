@@ -1,0 +1,239 @@
+package broker
+
+import (
+	"hash/fnv"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/mqtt5go/mqtt5/topic"
+)
+
+type sharedGroup = topic.SharedGroup[*session, subOpts]
+
+// router matches topics to sessions (the subscription trie) and keeps the
+// retained messages. Both structures let publishers match without waiting
+// for subscribe and unsubscribe traffic (see package topic).
+type router struct {
+	tree          topic.Tree[*session, subOpts]
+	retained      topic.Retained[*Message]
+	retainedBytes atomic.Int64
+	retainedMu    sync.Mutex // serialises retained writers for the bounds
+}
+
+func (r *router) subscribe(filter string, s *session, o subOpts) (bool, error) {
+	return r.tree.Subscribe(filter, s, o)
+}
+
+func (r *router) unsubscribe(filter string, s *session) bool {
+	return r.tree.Unsubscribe(filter, s)
+}
+
+// target is one session a message goes to, before merging overlapping
+// subscriptions.
+type target struct {
+	s *session
+	d delivery
+}
+
+// routeScratch is per-publisher scratch space, reused so that routing does
+// not allocate in steady state.
+type routeScratch struct {
+	m       topic.MatchResult[*session, subOpts]
+	targets []target
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(routeScratch) }}
+
+func byTargetSession(a, b target) int {
+	switch {
+	case a.s.seq < b.s.seq:
+		return -1
+	case a.s.seq > b.s.seq:
+		return 1
+	}
+	return 0
+}
+
+// publish stores m if retained and delivers it to every matching session.
+// from is the publishing session (nil for the broker itself). It returns
+// the number of sessions the message was queued for.
+func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
+	if m.Retain {
+		b.storeRetained(m)
+	}
+	sc.m.Reset()
+	b.router.tree.Match(m.Topic, &sc.m)
+	targets := sc.targets[:0]
+	for _, sub := range sc.m.Subs {
+		o := &sub.Value
+		if o.noLocal && sub.Sub == from {
+			continue // [MQTT-3.8.3-3]
+		}
+		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: m.Retain && o.rap}
+		// [MQTT-3.3.1-12] RETAIN is cleared unless Retain As Published
+		// [MQTT-3.3.1-13].
+		d.subIDs.first = o.subID
+		targets = append(targets, target{sub.Sub, d})
+	}
+	if len(targets) > 1 {
+		// One copy per session: the highest QoS of its matching
+		// subscriptions, with every Subscription Identifier [MQTT-3.3.4-3]
+		// [MQTT-3.3.4-5].
+		slices.SortFunc(targets, byTargetSession)
+		w := 0
+		for i := 1; i < len(targets); i++ {
+			t := &targets[i]
+			if t.s == targets[w].s {
+				cur := &targets[w].d
+				cur.qos = max(cur.qos, t.d.qos)
+				cur.retain = cur.retain || t.d.retain
+				cur.subIDs.add(t.d.subIDs.first)
+				continue
+			}
+			w++
+			targets[w] = *t
+		}
+		targets = targets[:w+1]
+	}
+	n := 0
+	for i := range targets {
+		targets[i].s.deliver(targets[i].d)
+		targets[i] = target{}
+		n++
+	}
+	sc.targets = targets[:0]
+	for _, g := range sc.m.Shared {
+		if mem, ok := b.pickShared(g, m, nil); ok {
+			d := delivery{msg: m, qos: min(m.QoS, mem.Value.qos), retain: m.Retain && mem.Value.rap, group: g}
+			d.subIDs.first = mem.Value.subID
+			mem.Sub.deliver(d)
+			n++
+		}
+	}
+	return n
+}
+
+// pickShared chooses the member of g that receives m, preferring members
+// whose client is connected; exclude is skipped (a member that is leaving).
+func (b *Broker) pickShared(g *sharedGroup, m *Message, exclude *session) (topic.Member[*session, subOpts], bool) {
+	var none topic.Member[*session, subOpts]
+	members := g.Members()
+	n := members.Len()
+	if n == 0 {
+		return none, false
+	}
+	var start uint64
+	switch b.cfg.SharedStrategy {
+	case SharedRandom:
+		start = rand.Uint64()
+	case SharedHashClient:
+		start = hashString(m.ClientID)
+	case SharedHashTopic:
+		start = hashString(m.Topic)
+	default:
+		start = g.Counter().Add(1) - 1
+	}
+	var fallback *topic.Member[*session, subOpts]
+	for i := 0; i < n; i++ {
+		mem := members.At(int((start + uint64(i)) % uint64(n)))
+		if mem.Sub == exclude {
+			continue
+		}
+		if mem.Sub.online.Load() {
+			return mem, true
+		}
+		if fallback == nil {
+			fallback = &mem
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return none, false
+}
+
+func hashString(s string) uint64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return h.Sum64()
+}
+
+// redispatch sends deliveries taken from a leaving shared-subscription
+// member to other members of their groups; what no other member can take
+// goes back to from (when its session lives on).
+func (b *Broker) redispatch(ds []delivery, from *session) {
+	for _, d := range ds {
+		if mem, ok := b.pickShared(d.group, d.msg, from); ok {
+			d.qos = min(d.msg.QoS, mem.Value.qos)
+			d.subIDs = subIDs{first: mem.Value.subID}
+			mem.Sub.deliver(d)
+			continue
+		}
+		if from != nil {
+			from.deliver(d)
+		}
+	}
+}
+
+// storeRetained replaces, stores or deletes the retained message for m's
+// topic [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-7].
+func (b *Broker) storeRetained(m *Message) {
+	r := &b.router
+	r.retainedMu.Lock()
+	defer r.retainedMu.Unlock()
+	old, had := r.retained.Get(m.Topic)
+	if len(m.Payload) == 0 {
+		if had {
+			r.retained.Delete(m.Topic)
+			r.retainedBytes.Add(-old.size())
+		}
+		return
+	}
+	delta := m.size()
+	if had {
+		delta -= old.size()
+	} else if !within(r.retained.Len(), b.cfg.Limits.MaxRetainedMessages) {
+		b.log.Warn("retained message limit reached; message not retained", "topic", m.Topic)
+		return
+	}
+	if r.retainedBytes.Load()+delta > b.cfg.Limits.MaxRetainedBytes {
+		b.log.Warn("retained bytes limit reached; message not retained", "topic", m.Topic)
+		return
+	}
+	r.retained.Set(m.Topic, m)
+	r.retainedBytes.Add(delta)
+}
+
+// sendRetained queues the retained messages matching filter for s, with
+// the RETAIN flag set [MQTT-3.3.1-9].
+func (b *Broker) sendRetained(s *session, filter string, o subOpts) {
+	now := b.now()
+	var expired []string
+	b.router.retained.Match(filter, func(t string, m *Message) bool {
+		if _, ok := m.remaining(now); !ok {
+			expired = append(expired, t)
+			return true
+		}
+		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: true}
+		d.subIDs.first = o.subID
+		s.deliver(d)
+		return true
+	})
+	for _, t := range expired {
+		b.deleteRetainedIfExpired(t)
+	}
+}
+
+func (b *Broker) deleteRetainedIfExpired(t string) {
+	r := &b.router
+	r.retainedMu.Lock()
+	defer r.retainedMu.Unlock()
+	if m, ok := r.retained.Get(t); ok {
+		if _, live := m.remaining(b.now()); !live {
+			r.retained.Delete(t)
+			r.retainedBytes.Add(-m.size())
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package broker
+
+import (
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mqtt5go/mqtt5/packet"
+)
+
+// subOpts are the options of one subscription, as stored in the router.
+type subOpts struct {
+	qos     byte
+	noLocal bool
+	rap     bool // Retain As Published
+	rh      byte // Retain Handling
+	subID   uint32
+}
+
+// outFlight is a QoS 1 or 2 message sent to the client and not yet
+// completely acknowledged.
+type outFlight struct {
+	d        delivery
+	seq      uint64 // send order, for in-order retransmission [MQTT-4.6.0-1]
+	released bool   // PUBREC received and PUBREL sent (QoS 2)
+}
+
+// session is the server side of an MQTT session (section 4.1): it outlives
+// connections when its expiry interval is non-zero.
+//
+// Locking: mu guards every field below it and the outbound state of the
+// attached connection (see conn). The router holds *session values, so a
+// publisher reaches a subscriber's queue through that subscriber's mutex
+// only; there is no lock shared by all publishers.
+type session struct {
+	b   *Broker
+	id  string
+	seq uint64 // unique per session object, orders sessions when merging matches
+
+	// online is true while a connection (or an in-process handler) is
+	// attached; read without the lock by shared-subscription dispatch.
+	online atomic.Bool
+
+	mu       sync.Mutex
+	conn     *conn // attached connection, nil while disconnected
+	ended    bool  // removed from the registry; accepts nothing more
+	username string
+	version  packet.Version
+	subs     map[string]subOpts // by full filter ($share/... included)
+	expiry   uint32             // Session Expiry Interval in force, seconds
+
+	queue    queue
+	inflight map[uint16]*outFlight
+	nextID   uint16
+	sendSeq  uint64
+	inQoS2   map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
+
+	// pendingWill is the will of the last connection, waiting for its
+	// delay to pass or the session to end.
+	pendingWill *Message
+	willTimer   *time.Timer
+	expireTimer *time.Timer
+
+	// handler makes this an in-process subscriber: deliveries are passed
+	// to it on the session's own goroutine instead of a network connection.
+	handler  func(*Message)
+	draining bool
+}
+
+// clientInfoLocked returns a ClientInfo for hooks, using the attached
+// connection's when there is one.
+func (s *session) hasConnLocked() bool { return s.conn != nil && !s.conn.closed }
+
+// admitLocked applies the queue bounds to a new delivery. It returns false
+// when d must be dropped; it may drop an older delivery to make room.
+func (s *session) admitLocked(d *delivery) bool {
+	cfg := &s.b.cfg.Queue
+	size := d.msg.size()
+	full := func() bool {
+		return s.queue.len() >= cfg.MaxMessages || s.queue.bytes+size > cfg.MaxBytes
+	}
+	if !full() {
+		return true
+	}
+	switch cfg.Policy {
+	case DropNew:
+		s.b.stats.dropped(dropQueueFull)
+		return false
+	case DisconnectClient:
+		s.b.stats.dropped(dropQueueFull)
+		if c := s.conn; c != nil {
+			c.disconnectLocked(packet.QuotaExceeded, "outbound queue full")
+		}
+		return false
+	}
+	// DropOldestQoS0First.
+	for full() {
+		if i := s.queue.oldestQoS0(); i >= 0 {
+			s.queue.removeAt(i)
+		} else if d.qos == 0 || s.queue.len() == 0 {
+			s.b.stats.dropped(dropQueueFull)
+			return false
+		} else {
+			s.queue.pop()
+		}
+		s.b.stats.dropped(dropQueueFull)
+	}
+	return true
+}
+
+// deliver queues d for the session and wakes its writer. QoS 0 messages are
+// not kept for a disconnected session.
+func (s *session) deliver(d delivery) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	if d.qos == 0 && !s.hasConnLocked() && s.handler == nil && !s.b.cfg.Queue.QueueQoS0Offline {
+		s.b.stats.dropped(dropOffline)
+		return
+	}
+	if !s.admitLocked(&d) {
+		return
+	}
+	s.queue.push(d)
+	s.kickLocked()
+}
+
+// kickLocked starts the goroutine that drains the queue, when one is needed
+// and none runs.
+func (s *session) kickLocked() {
+	if c := s.conn; c != nil {
+		c.kickLocked()
+		return
+	}
+	if s.handler != nil && !s.draining && s.queue.len() > 0 {
+		s.draining = true
+		s.b.wg.Add(1)
+		go s.drainToHandler()
+	}
+}
+
+// drainToHandler passes queued deliveries to an in-process subscriber.
+func (s *session) drainToHandler() {
+	defer s.b.wg.Done()
+	for {
+		s.mu.Lock()
+		if s.queue.len() == 0 || s.ended {
+			s.draining = false
+			s.mu.Unlock()
+			return
+		}
+		d := s.queue.pop()
+		h := s.handler
+		s.mu.Unlock()
+		now := s.b.now()
+		secs, ok := d.msg.remaining(now)
+		if !ok {
+			s.b.stats.dropped(dropExpired)
+			continue
+		}
+		m := *d.msg
+		m.QoS = d.qos
+		m.Retain = d.retain
+		if m.hasExpiry() {
+			m.Props.MessageExpiry = secs
+		}
+		h(&m)
+	}
+}
+
+// nextPacketIDLocked returns an unused outbound packet identifier
+// [MQTT-2.2.1-4]. The caller has checked that the window is not full.
+func (s *session) nextPacketIDLocked() uint16 {
+	if s.inflight == nil {
+		s.inflight = make(map[uint16]*outFlight)
+	}
+	for {
+		s.nextID++
+		if s.nextID == 0 {
+			s.nextID = 1
+		}
+		if _, used := s.inflight[s.nextID]; !used {
+			return s.nextID
+		}
+	}
+}
+
+// inflightInOrderLocked returns the unacknowledged messages in the order
+// they were first sent.
+func (s *session) inflightInOrderLocked() []uint16 {
+	ids := make([]uint16, 0, len(s.inflight))
+	for id := range s.inflight {
+		ids = append(ids, id)
+	}
+	slices.SortFunc(ids, func(a, b uint16) int {
+		x, y := s.inflight[a].seq, s.inflight[b].seq
+		switch {
+		case x < y:
+			return -1
+		case x > y:
+			return 1
+		}
+		return 0
+	})
+	return ids
+}
+
+// stopTimersLocked cancels the expiry and will timers.
+func (s *session) stopTimersLocked() {
+	if s.expireTimer != nil {
+		s.expireTimer.Stop()
+		s.expireTimer = nil
+	}
+	if s.willTimer != nil {
+		s.willTimer.Stop()
+		s.willTimer = nil
+	}
+}
+
+// takeSharedLocked removes and returns the queued and unacknowledged
+// deliveries that came through shared subscriptions, so that they can go to
+// another member of their group.
+func (s *session) takeSharedLocked() []delivery {
+	var out []delivery
+	for i := 0; i < s.queue.len(); {
+		if s.queue.at(i).group != nil {
+			out = append(out, s.queue.removeAt(i))
+			continue
+		}
+		i++
+	}
+	for id, f := range s.inflight {
+		if f.d.group != nil && !f.released {
+			out = append(out, f.d)
+			delete(s.inflight, id)
+		}
+	}
+	return out
+}
