@@ -24,23 +24,22 @@ var seed = maphash.MakeSeed()
 
 func hashKey(key string) uint64 { return maphash.String(seed, key) }
 
-// hnode is one immutable node of the trie: an array of slots whose first
+// A node (an hslot header) is one immutable node of the trie: an array of slots whose first
 // element is a header holding the bitmap and the number of slots that follow
 // it (one per set bit of the bitmap, in bit order). A *hnode points to that
 // header, so a node is one allocation and a lookup costs one cache miss per
 // level rather than two (node, then its slice). Below 64 bits of hash (a
 // full collision, practically never) a node is a plain list compared by key.
-type hnode[T any] = hslot[T]
 
 type hslot[T any] struct {
 	hash uint64 // in a header: bitmap | count<<32
 	key  string
 	val  T
-	sub  *hnode[T] // non-nil: the slot is a sub-trie, key and val are unused
+	sub  *hslot[T] // non-nil: the slot is a sub-trie, key and val are unused
 }
 
 // newHnode allocates a node and returns it with its (zeroed) slots.
-func newHnode[T any](bitmap uint32, count int) (*hnode[T], []hslot[T]) {
+func newHnode[T any](bitmap uint32, count int) (*hslot[T], []hslot[T]) {
 	a := make([]hslot[T], 1+count)
 	a[0].hash = uint64(bitmap) | uint64(count)<<32
 	return &a[0], a[1:]
@@ -55,7 +54,7 @@ func (n *hslot[T]) slots() []hslot[T] {
 }
 
 // hamtGet returns the value stored under key.
-func hamtGet[T any](n *hnode[T], key string) (T, bool) {
+func hamtGet[T any](n *hslot[T], key string) (T, bool) {
 	if n == nil {
 		var zero T
 		return zero, false
@@ -64,7 +63,7 @@ func hamtGet[T any](n *hnode[T], key string) (T, bool) {
 }
 
 // hamtGetHash is hamtGet with the hash of key given.
-func hamtGetHash[T any](n *hnode[T], h uint64, key string) (T, bool) {
+func hamtGetHash[T any](n *hslot[T], h uint64, key string) (T, bool) {
 	if n != nil {
 		for shift := uint(0); ; shift += hamtBits {
 			slots := n.slots()
@@ -98,11 +97,11 @@ func hamtGetHash[T any](n *hnode[T], h uint64, key string) (T, bool) {
 
 // hamtPut returns a trie that maps key to val and otherwise equals n, and
 // whether key was present in n. n is not modified.
-func hamtPut[T any](n *hnode[T], key string, val T) (*hnode[T], bool) {
+func hamtPut[T any](n *hslot[T], key string, val T) (*hslot[T], bool) {
 	return hamtPutAt(n, 0, hashKey(key), key, val)
 }
 
-func hamtPutAt[T any](n *hnode[T], shift uint, h uint64, key string, val T) (*hnode[T], bool) {
+func hamtPutAt[T any](n *hslot[T], shift uint, h uint64, key string, val T) (*hslot[T], bool) {
 	if n == nil {
 		var bitmap uint32
 		if shift < 64 {
@@ -157,7 +156,7 @@ func hamtPutAt[T any](n *hnode[T], shift uint, h uint64, key string, val T) (*hn
 
 // hamtDelete returns a trie without key and whether key was present. It
 // returns nil for an empty trie. n is not modified.
-func hamtDelete[T any](n *hnode[T], key string) (*hnode[T], bool) {
+func hamtDelete[T any](n *hslot[T], key string) (*hslot[T], bool) {
 	if n == nil {
 		return nil, false
 	}
@@ -165,14 +164,14 @@ func hamtDelete[T any](n *hnode[T], key string) (*hnode[T], bool) {
 }
 
 // hamtDeleteHash is hamtDelete with the hash of key given.
-func hamtDeleteHash[T any](n *hnode[T], h uint64, key string) (*hnode[T], bool) {
+func hamtDeleteHash[T any](n *hslot[T], h uint64, key string) (*hslot[T], bool) {
 	if n == nil {
 		return nil, false
 	}
 	return hamtDeleteAt(n, 0, h, key)
 }
 
-func hamtDeleteAt[T any](n *hnode[T], shift uint, h uint64, key string) (*hnode[T], bool) {
+func hamtDeleteAt[T any](n *hslot[T], shift uint, h uint64, key string) (*hslot[T], bool) {
 	slots := n.slots()
 	if shift >= 64 {
 		for i := range slots {
@@ -214,7 +213,7 @@ func hamtDeleteAt[T any](n *hnode[T], shift uint, h uint64, key string) (*hnode[
 
 // removeSlot returns a copy of n without slot idx (and bit), or nil if that
 // leaves it empty.
-func removeSlot[T any](n *hnode[T], bit uint32, idx int) *hnode[T] {
+func removeSlot[T any](n *hslot[T], bit uint32, idx int) *hslot[T] {
 	slots := n.slots()
 	if len(slots) == 1 {
 		return nil
@@ -225,7 +224,7 @@ func removeSlot[T any](n *hnode[T], bit uint32, idx int) *hnode[T] {
 	return c
 }
 
-func cloneNode[T any](n *hnode[T]) (*hnode[T], []hslot[T]) {
+func cloneNode[T any](n *hslot[T]) (*hslot[T], []hslot[T]) {
 	slots := n.slots()
 	c, cs := newHnode[T](n.bitmap(), len(slots))
 	copy(cs, slots)
@@ -234,7 +233,7 @@ func cloneNode[T any](n *hnode[T]) (*hnode[T], []hslot[T]) {
 
 // hamtEach calls fn for every entry of n until fn returns false; it reports
 // whether it went through all of them.
-func hamtEach[T any](n *hnode[T], fn func(key string, val T) bool) bool {
+func hamtEach[T any](n *hslot[T], fn func(key string, val T) bool) bool {
 	if n == nil {
 		return true
 	}

@@ -12,10 +12,10 @@ import (
 // checkHamt verifies the trie against the model and its structural
 // invariants (bitmap/slot agreement, canonical form: no sub-trie holding a
 // single key, no empty node).
-func checkHamt(t *rapid.T, root *hnode[int], md map[string]int, hash func(string) uint64) {
+func checkHamt(t *rapid.T, root *hslot[int], md map[string]int, hash func(string) uint64) {
 	got := map[string]int{}
-	var walk func(n *hnode[int], shift uint, isRoot bool)
-	walk = func(n *hnode[int], shift uint, isRoot bool) {
+	var walk func(n *hslot[int], shift uint, isRoot bool)
+	walk = func(n *hslot[int], shift uint, isRoot bool) {
 		if len(n.slots()) == 0 {
 			t.Fatalf("empty node")
 		}
@@ -75,9 +75,9 @@ func TestHamtProperty(t *testing.T) {
 	for name, hash := range hashes {
 		t.Run(name, func(t *testing.T) {
 			rapid.Check(t, func(t *rapid.T) {
-				var root *hnode[int]
+				var root *hslot[int]
 				md := map[string]int{}
-				var versions []*hnode[int]
+				var versions []*hslot[int]
 				var models []map[string]int
 				for i := range rapid.IntRange(0, 200).Draw(t, "ops") {
 					k := rapid.StringMatching(`[a-e]{0,6}`).Draw(t, "key")
@@ -112,7 +112,7 @@ func TestHamtProperty(t *testing.T) {
 }
 
 func TestHamtWide(t *testing.T) {
-	var root *hnode[int]
+	var root *hslot[int]
 	const n = 20000
 	for i := range n {
 		root, _ = hamtPut(root, fmt.Sprint(i), i)

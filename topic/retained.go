@@ -20,7 +20,7 @@ type Retained[V any] struct {
 }
 
 type rnode[V any] struct {
-	children atomic.Pointer[hnode[*rnode[V]]]
+	children atomic.Pointer[hslot[*rnode[V]]]
 	entry    atomic.Pointer[rentry[V]]
 
 	// Guarded by Retained.mu.

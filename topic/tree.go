@@ -195,7 +195,7 @@ type node[S comparable, V any] struct {
 	// kbuf holds the bytes of a short key: the parent's hash trie compares
 	// its key against them just before Match reads the fields below.
 	kbuf     [keyInline]byte
-	children atomic.Pointer[hnode[*node[S, V]]] // literal levels
+	children atomic.Pointer[hslot[*node[S, V]]] // literal levels
 	plus     atomic.Pointer[node[S, V]]         // the "+" level
 	hash     atomic.Pointer[node[S, V]]         // the "#" level (a leaf)
 	groups   atomic.Pointer[[]*SharedGroup[S, V]]
