@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/mqtt5go/mqtt5/packet"
+	"github.com/mqtt5go/mqtt5/topic"
 )
 
 // Message is an application message as the broker routes it. Once handed
@@ -93,7 +94,7 @@ type delivery struct {
 	qos    byte   // min(message QoS, granted QoS)
 	retain bool   // RETAIN flag to send
 	subIDs subIDs // Subscription Identifiers of the matching subscriptions
-	group  *sharedGroup
+	group  *topic.SharedGroup[*session, subOpts]
 }
 
 // subIDs holds the Subscription Identifiers of a delivery; the common case

@@ -10,7 +10,7 @@ import (
 	"github.com/mqtt5go/mqtt5/topic"
 )
 
-type sharedGroup = topic.SharedGroup[*session, subOpts]
+
 
 // router matches topics to sessions (the subscription trie) and keeps the
 // retained messages. Both structures let publishers match without waiting
@@ -117,7 +117,7 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 
 // pickShared chooses the member of g that receives m, preferring members
 // whose client is connected; exclude is skipped (a member that is leaving).
-func (b *Broker) pickShared(g *sharedGroup, m *Message, exclude *session) (topic.Member[*session, subOpts], bool) {
+func (b *Broker) pickShared(g *topic.SharedGroup[*session, subOpts], m *Message, exclude *session) (topic.Member[*session, subOpts], bool) {
 	var none topic.Member[*session, subOpts]
 	members := g.Members()
 	n := members.Len()

@@ -24,13 +24,14 @@ var seed = maphash.MakeSeed()
 
 func hashKey(key string) uint64 { return maphash.String(seed, key) }
 
-// A node (an hslot header) is one immutable node of the trie: an array of slots whose first
-// element is a header holding the bitmap and the number of slots that follow
-// it (one per set bit of the bitmap, in bit order). A *hnode points to that
-// header, so a node is one allocation and a lookup costs one cache miss per
-// level rather than two (node, then its slice). Below 64 bits of hash (a
-// full collision, practically never) a node is a plain list compared by key.
-
+// hslot is one slot of an immutable trie node. A node is an array of slots
+// whose first element is a header holding the bitmap and the number of slots
+// that follow it (one per set bit of the bitmap, in bit order); a node
+// pointer points to that header, so a node is one allocation and a lookup
+// costs one cache miss per level rather than two (node, then its slice).
+// Below 64 bits of hash (a full collision, practically never) a node is a
+// plain list compared by key. (Node and slot share one type rather than a
+// generic alias: Go 1.26's compiler deadlocks importing generic aliases.)
 type hslot[T any] struct {
 	hash uint64 // in a header: bitmap | count<<32
 	key  string
