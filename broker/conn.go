@@ -352,7 +352,7 @@ func (c *conn) writeLoop() {
 				if d.qos > 0 && len(s.inflight) >= c.recvMax {
 					break // [MQTT-4.9.0-2] the client's Receive Maximum
 				}
-				buf = c.appendDeliveryLocked(buf, s.queue.pop(), now, false, 0)
+				buf = c.appendDeliveryLocked(buf, s.queue.pop(), now, 0)
 			}
 		}
 		if len(buf) == 0 {
@@ -396,23 +396,29 @@ func (c *conn) appendResendLocked(buf []byte, now time.Time) []byte {
 			continue
 		}
 		delete(s.inflight, id)
-		buf = c.appendDeliveryLocked(buf, f.d, now, true, id)
+		buf = c.appendDeliveryLocked(buf, f.d, now, id)
 	}
 	return buf
 }
 
 // appendDeliveryLocked encodes one delivery for this client. For QoS > 0 it
-// takes a packet identifier (or reuses id on retransmission) and records
-// the message in flight.
-func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, dup bool, id uint16) []byte {
+// takes a packet identifier, or, when id is non-zero, retransmits with that
+// identifier and DUP set; either way it records the message in flight.
+func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id uint16) []byte {
 	s := c.sess
 	m := d.msg
+	resend := id != 0
 	secs, ok := m.remaining(now)
 	if !ok {
-		c.b.stats.dropped(dropExpired) // [MQTT-3.3.2-5]
-		return buf
+		if !resend {
+			c.b.stats.dropped(dropExpired) // [MQTT-3.3.2-5]
+			return buf
+		}
+		// Expiry no longer applies once a PUBLISH was sent
+		// [MQTT-4.3.3-7]; the retransmission keeps the least value.
+		secs = 1
 	}
-	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, Retain: d.retain, Dup: dup && d.qos > 0}
+	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, Retain: d.retain, Dup: resend}
 	if c.version == packet.V5 {
 		p.Props = m.Props
 		if m.hasExpiry() {
@@ -562,6 +568,12 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	if err := c.b.topicLimits.ValidateName(topicName); err != nil {
 		// [MQTT-3.3.2-2] no wildcards in a topic name.
 		return &packet.Error{Code: packet.TopicNameInvalid, Type: packet.PUBLISH, Reason: err.Error()}
+	}
+	if rt := p.Props.ResponseTopic; rt != "" || p.Props.Has(packet.PropResponseTopic) {
+		if err := c.b.topicLimits.ValidateName(rt); err != nil {
+			// [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards.
+			return &packet.Error{Code: packet.ProtocolError, Type: packet.PUBLISH, Reason: "invalid Response Topic: " + err.Error()}
+		}
 	}
 	s := c.sess
 	if p.QoS == 2 {

@@ -47,6 +47,13 @@ func (c *conn) refuse(v packet.Version, rc packet.ReasonCode, reason string) err
 	} else {
 		ack.ReasonCode = v3ConnackCode(rc)
 	}
+	if c.maxOut > 0 {
+		if buf, err := ack.AppendTo(nil, v); err == nil && uint32(len(buf)) > c.maxOut {
+			// [MQTT-3.2.2-19] [MQTT-3.1.2-24] drop the optional properties.
+			ack.Props.Clear(packet.PropReasonString)
+			ack.Props.Clear(packet.PropUser)
+		}
+	}
 	c.writeDirect(ack, v)
 	return fmt.Errorf("connect refused: %s: %w", reason, rc)
 }
@@ -98,6 +105,9 @@ func (c *conn) handshake(ctx context.Context) error {
 	}
 	c.version = cp.Version
 	c.problemInfo = c.version == packet.V5 && cp.Props.WantsProblemInfo()
+	if c.version == packet.V5 {
+		c.maxOut = cp.Props.MaximumPacketSize // also bounds a refusing CONNACK
+	}
 	v := c.version
 
 	if c.b.stats.connections.Load() > int64(cfg.Limits.MaxConnections) && cfg.Limits.MaxConnections > 0 {
@@ -128,6 +138,11 @@ func (c *conn) handshake(ctx context.Context) error {
 		}
 		if err := c.b.topicLimits.ValidateName(w.Topic); err != nil {
 			return c.refuse(v, packet.TopicNameInvalid, "will topic: "+err.Error())
+		}
+		if rt := w.Props.ResponseTopic; rt != "" || w.Props.Has(packet.PropResponseTopic) {
+			if err := c.b.topicLimits.ValidateName(rt); err != nil {
+				return c.refuse(v, packet.ProtocolError, "will Response Topic: "+err.Error()) // [MQTT-3.3.2-14]
+			}
 		}
 		if w.Props.PayloadFormat == 1 && !packet.ValidUTF8(w.Payload) {
 			return c.refuse(v, packet.PayloadFormatInvalid, "will payload is not UTF-8")

@@ -232,8 +232,11 @@ func (s *session) takeSharedLocked() []delivery {
 		}
 		i++
 	}
+	// QoS 1 messages already sent may go to another member; QoS 2 ones
+	// stay with this member until its session ends, and then go nowhere
+	// [MQTT-4.8.2-4] [MQTT-4.8.2-5].
 	for id, f := range s.inflight {
-		if f.d.group != nil && !f.released {
+		if f.d.group != nil && f.d.qos == 1 {
 			out = append(out, f.d)
 			delete(s.inflight, id)
 		}
