@@ -226,6 +226,42 @@ func (c *conn) send(p packet.Packet) error {
 	return c.appendCtrlLocked(p)
 }
 
+// sendAck queues PUBACK, PUBREC, PUBREL or PUBCOMP without properties; it
+// encodes in place, so acknowledging does not allocate.
+func (c *conn) sendAck(t packet.Type, id uint16, rc packet.ReasonCode) error {
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(c.ctrl) > maxCtrlBacklog && !c.closed {
+		c.ctrlDrain.Wait()
+	}
+	if c.closed || c.closing {
+		return errClosedByServer
+	}
+	c.appendAckLocked(t, id, rc)
+	return nil
+}
+
+func (c *conn) appendAckLocked(t packet.Type, id uint16, rc packet.ReasonCode) {
+	var err error
+	a := packet.Puback{PacketID: id, ReasonCode: rc}
+	switch t {
+	case packet.PUBACK:
+		c.ctrl, err = a.AppendTo(c.ctrl, c.version)
+	case packet.PUBREC:
+		c.ctrl, err = (*packet.Pubrec)(&a).AppendTo(c.ctrl, c.version)
+	case packet.PUBREL:
+		c.ctrl, err = (*packet.Pubrel)(&a).AppendTo(c.ctrl, c.version)
+	case packet.PUBCOMP:
+		c.ctrl, err = (*packet.Pubcomp)(&a).AppendTo(c.ctrl, c.version)
+	}
+	if err != nil {
+		c.b.log.Error("encode acknowledgement", "type", t, "err", err)
+		return
+	}
+	c.kickLocked()
+}
+
 func (c *conn) appendCtrlLocked(p packet.Packet) error {
 	var err error
 	n := len(c.ctrl)
@@ -446,9 +482,9 @@ func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id ui
 		p.PacketID = id
 		s.sendSeq++
 		if s.inflight == nil {
-			s.inflight = make(map[uint16]*outFlight)
+			s.inflight = make(map[uint16]outFlight)
 		}
-		s.inflight[id] = &outFlight{d: d, seq: s.sendSeq}
+		s.inflight[id] = outFlight{d: d, seq: s.sendSeq}
 	}
 	out, err := p.AppendTo(buf, c.version)
 	if err != nil {
@@ -587,7 +623,7 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 		s.mu.Unlock()
 		if dup {
 			// [MQTT-4.3.3-9] already received: acknowledge, do not route again.
-			return c.send(&packet.Pubrec{PacketID: p.PacketID})
+			return c.sendAck(packet.PUBREC, p.PacketID, packet.Success)
 		}
 	}
 	rc := packet.Success
@@ -612,7 +648,7 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	}
 	switch p.QoS {
 	case 1:
-		return c.send(&packet.Puback{PacketID: p.PacketID, ReasonCode: rc})
+		return c.sendAck(packet.PUBACK, p.PacketID, rc)
 	case 2:
 		if !rc.IsError() {
 			s.mu.Lock()
@@ -622,7 +658,7 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 			s.inQoS2[p.PacketID] = struct{}{}
 			s.mu.Unlock()
 		}
-		return c.send(&packet.Pubrec{PacketID: p.PacketID, ReasonCode: rc})
+		return c.sendAck(packet.PUBREC, p.PacketID, rc)
 	}
 	return nil
 }
@@ -637,7 +673,7 @@ func (c *conn) handlePubrel(a *packet.Pubrel) error {
 	if !ok {
 		rc = packet.PacketIdentifierNotFound
 	}
-	return c.send(&packet.Pubcomp{PacketID: a.PacketID, ReasonCode: rc}) // [MQTT-4.3.3-11]
+	return c.sendAck(packet.PUBCOMP, a.PacketID, rc) // [MQTT-4.3.3-11]
 }
 
 func (c *conn) handleAck(t packet.Type, a *packet.Puback) {
@@ -664,7 +700,8 @@ func (c *conn) handleAck(t packet.Type, a *packet.Puback) {
 		}
 		f.released = true
 		f.d = delivery{qos: 2} // the message itself is no longer needed
-		c.appendCtrlLocked(&packet.Pubrel{PacketID: a.PacketID})
+		s.inflight[a.PacketID] = f
+		c.appendAckLocked(packet.PUBREL, a.PacketID, packet.Success)
 	case packet.PUBCOMP:
 		if !f.released {
 			return

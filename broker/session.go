@@ -51,7 +51,7 @@ type session struct {
 	expiry   uint32             // Session Expiry Interval in force, seconds
 
 	queue    queue
-	inflight map[uint16]*outFlight
+	inflight map[uint16]outFlight
 	nextID   uint16
 	sendSeq  uint64
 	inQoS2   map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
@@ -175,7 +175,7 @@ func (s *session) drainToHandler() {
 // [MQTT-2.2.1-4]. The caller has checked that the window is not full.
 func (s *session) nextPacketIDLocked() uint16 {
 	if s.inflight == nil {
-		s.inflight = make(map[uint16]*outFlight)
+		s.inflight = make(map[uint16]outFlight)
 	}
 	for {
 		s.nextID++
