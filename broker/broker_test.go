@@ -188,8 +188,8 @@ func TestRetained(t *testing.T) {
 			pub.publish(&packet.Publish{Topic: "r/1", Retain: true, QoS: 1, PacketID: 1, Payload: []byte("one")})
 			pub.publish(&packet.Publish{Topic: "r/1", Retain: true, QoS: 1, PacketID: 2, Payload: []byte("uno")}) // [MQTT-3.3.1-5] replaces
 			pub.publish(&packet.Publish{Topic: "r/2", Retain: true, Payload: []byte("two")})
-			pub.publish(&packet.Publish{Topic: "r/2", Retain: true, Payload: nil}) // [MQTT-3.3.1-6] deletes
-			pub.publish(&packet.Publish{Topic: "r/3", Payload: []byte("not retained")})  // [MQTT-3.3.1-8]
+			pub.publish(&packet.Publish{Topic: "r/2", Retain: true, Payload: nil})      // [MQTT-3.3.1-6] deletes
+			pub.publish(&packet.Publish{Topic: "r/3", Payload: []byte("not retained")}) // [MQTT-3.3.1-8]
 			sub := dial(t, b, v, "sub")
 			sub.subscribe(1, packet.Subscription{Filter: "r/#", QoS: 0})
 			got := recvAs[*packet.Publish](sub)

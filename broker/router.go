@@ -10,8 +10,6 @@ import (
 	"github.com/mqtt5go/mqtt5/topic"
 )
 
-
-
 // router matches topics to sessions (the subscription trie) and keeps the
 // retained messages. Both structures let publishers match without waiting
 // for subscribe and unsubscribe traffic (see package topic).

@@ -35,9 +35,9 @@ func newTestBroker(t testing.TB, cfg Config) *Broker {
 type tclient struct {
 	t       testing.TB
 	timeout time.Duration // how long recv waits; long under synctest
-	nc net.Conn
-	r  *packet.Reader
-	v  packet.Version
+	nc      net.Conn
+	r       *packet.Reader
+	v       packet.Version
 }
 
 func newTClient(t testing.TB, b *Broker, v packet.Version) *tclient {
