@@ -615,7 +615,9 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	if p.QoS == 2 {
 		s.mu.Lock()
 		_, dup := s.inQoS2[p.PacketID]
-		if !dup && len(s.inQoS2) >= int(caps.ReceiveMaximum) {
+		// 3.1.1 has no Receive Maximum: its flows are bounded by the
+		// 65,535 packet identifiers only.
+		if !dup && c.version == packet.V5 && len(s.inQoS2) >= int(caps.ReceiveMaximum) {
 			s.mu.Unlock()
 			// [MQTT-3.3.4-9] more than Receive Maximum QoS 2 flows open.
 			return &packet.Error{Code: packet.ReceiveMaximumExceeded, Type: packet.PUBLISH, Reason: "receive maximum exceeded"}
@@ -745,18 +747,19 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 		subID = sp.Props.SubscriptionIDs[0]
 	}
 	codes := make([]packet.ReasonCode, len(sp.Subscriptions))
-	type retainedReq struct {
+	type accepted struct {
+		i      int
 		filter string
 		opts   subOpts
+		shared bool
 	}
-	var toSend []retainedReq
-	s := c.sess
+	var ok []accepted
+	// First pass, without locks: validation and authorisation.
 	for i, sub := range sp.Subscriptions {
 		filter := sub.Filter
-		inner := filter
-		group, in, shared, err := topic.ParseShared(filter)
-		if shared {
-			inner = in
+		_, inner, shared, err := topic.ParseShared(filter)
+		if !shared {
+			inner = filter
 		}
 		switch {
 		case err != nil:
@@ -766,8 +769,7 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 			// [MQTT-3.8.3-4] No Local on a shared subscription.
 			return &packet.Error{Code: packet.ProtocolError, Type: packet.SUBSCRIBE, Reason: "No Local on a shared subscription"}
 		}
-		_ = group
-		if err := c.b.topicLimits.ValidateFilter(inner); err != nil {
+		if err := c.b.topicLimits.ValidateFilter(filter); err != nil {
 			codes[i] = packet.TopicFilterInvalid
 			continue
 		}
@@ -784,33 +786,41 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 			continue
 		}
 		qos := min(sub.QoS, caps.MaximumQoS) // [MQTT-3.8.4-6] granted may be lower
-		opts := subOpts{qos: qos, noLocal: sub.NoLocal, rap: sub.RetainAsPublished, rh: sub.RetainHandling, subID: subID}
-		s.mu.Lock()
-		_, existed := s.subs[filter]
+		ok = append(ok, accepted{i, strings.Clone(filter), subOpts{qos: qos, noLocal: sub.NoLocal, rap: sub.RetainAsPublished, rh: sub.RetainHandling, subID: subID}, shared})
+	}
+	// Second pass, under the session lock: the subscriptions, the retained
+	// messages and the SUBACK are queued together, so a message published
+	// after the SUBACK cannot overtake a retained one [MQTT-4.6.0-5], and
+	// the SUBACK goes first (control packets precede queued messages).
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for len(c.ctrl) > maxCtrlBacklog && !c.closed {
+		c.ctrlDrain.Wait()
+	}
+	if c.closed || c.closing {
+		return errClosedByServer
+	}
+	for _, a := range ok {
+		_, existed := s.subs[a.filter]
 		if !existed && !within(len(s.subs), c.b.cfg.Limits.MaxSubscriptionsPerClient) {
-			s.mu.Unlock()
-			codes[i] = packet.QuotaExceeded
+			codes[a.i] = packet.QuotaExceeded
+			continue
+		}
+		// [MQTT-3.8.4-3] a repeated filter replaces the old subscription.
+		if _, err := c.b.router.subscribe(a.filter, s, a.opts); err != nil {
+			codes[a.i] = packet.TopicFilterInvalid
 			continue
 		}
 		if s.subs == nil {
 			s.subs = make(map[string]subOpts)
 		}
-		filter = strings.Clone(filter)
-		s.subs[filter] = opts
-		s.mu.Unlock()
-		// [MQTT-3.8.4-3] a repeated filter replaces the old subscription.
-		if _, err := c.b.router.subscribe(filter, s, opts); err != nil {
-			codes[i] = packet.TopicFilterInvalid
-			continue
-		}
-		codes[i] = packet.ReasonCode(qos)
-		if c.version == packet.V311 && codes[i].IsError() {
-			codes[i] = packet.V3SubackFailure
-		}
+		s.subs[a.filter] = a.opts
+		codes[a.i] = packet.ReasonCode(a.opts.qos)
 		// [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]; never for shared
-		// subscriptions [MQTT-3.8.4-?].
-		if !shared && (opts.rh == 0 || (opts.rh == 1 && !existed)) {
-			toSend = append(toSend, retainedReq{filter, opts})
+		// subscriptions.
+		if !a.shared && (a.opts.rh == 0 || (a.opts.rh == 1 && !existed)) {
+			c.b.sendRetainedLocked(s, a.filter, a.opts)
 		}
 	}
 	if c.version == packet.V311 {
@@ -822,13 +832,7 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 	}
 	// [MQTT-3.8.4-1] SUBACK with the same packet identifier, one code per
 	// filter in order [MQTT-3.9.3-1].
-	if err := c.send(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes}); err != nil {
-		return err
-	}
-	for _, r := range toSend {
-		c.b.sendRetained(s, r.filter, r.opts)
-	}
-	return nil
+	return c.appendCtrlLocked(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes})
 }
 
 func (c *conn) handleUnsubscribe(u *packet.Unsubscribe) error {

@@ -207,6 +207,12 @@ func (b *Broker) storeRetained(m *Message) {
 // sendRetained queues the retained messages matching filter for s, with
 // the RETAIN flag set [MQTT-3.3.1-9].
 func (b *Broker) sendRetained(s *session, filter string, o subOpts) {
+	s.mu.Lock()
+	b.sendRetainedLocked(s, filter, o)
+	s.mu.Unlock()
+}
+
+func (b *Broker) sendRetainedLocked(s *session, filter string, o subOpts) {
 	now := b.now()
 	var expired []string
 	b.router.retained.Match(filter, func(t string, m *Message) bool {
@@ -216,9 +222,11 @@ func (b *Broker) sendRetained(s *session, filter string, o subOpts) {
 		}
 		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: true}
 		d.subIDs.first = o.subID
-		s.deliver(d)
+		s.deliverLocked(d)
 		return true
 	})
+	// Lock order session → retainedMu is safe: nothing holding retainedMu
+	// takes a session lock.
 	for _, t := range expired {
 		b.deleteRetainedIfExpired(t)
 	}

@@ -113,7 +113,11 @@ func (s *session) admitLocked(d *delivery) bool {
 // not kept for a disconnected session.
 func (s *session) deliver(d delivery) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.deliverLocked(d)
+	s.mu.Unlock()
+}
+
+func (s *session) deliverLocked(d delivery) {
 	if s.ended {
 		return
 	}
