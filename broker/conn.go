@@ -731,7 +731,9 @@ func (c *conn) handleDisconnect(d *packet.Disconnect) error {
 		return errWillDisconnect
 	}
 	// [MQTT-3.1.2-10] [MQTT-3.14.4-3] normal disconnection discards the will.
+	s.mu.Lock() // a takeover reads the will under the session lock
 	c.will = nil
+	s.mu.Unlock()
 	return errNormalDisconnect
 }
 

@@ -332,6 +332,13 @@ func (c *Client) PublishAsync(ctx context.Context, m *Message) *Token {
 	}
 	select {
 	case c.pubCh <- om:
+		select {
+		case <-c.done:
+			// The Client ended: the engine did not take om and the
+			// drain at its end may have run before om arrived.
+			om.tok.complete(c.closedErr(), packet.UnspecifiedError)
+		default:
+		}
 		return &om.tok
 	case <-ctx.Done():
 		return CompletedToken(ctx.Err())

@@ -122,8 +122,8 @@
 // is permanent). Disconnect stops it; so does reaching Backoff.MaxAttempts,
 // which ends the Client with the last error (Done, Err).
 //
-// Session state lives in a SessionStore (default MemoryStore; a persistent
-// store plugs in through the same interface — none is provided yet). When
+// Session state lives in a SessionStore (default MemoryStore; FileStore
+// keeps it on disk, so that a restarted process resumes its QoS 1/2 flows). When
 // the server has the session (Session Present), the client re-sends, in the
 // original order, every unacknowledged PUBLISH with DUP set and every
 // PUBREL [MQTT-4.4.0-1] [MQTT-4.6.0-1]. When it has not, the client

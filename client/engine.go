@@ -684,6 +684,17 @@ func (e *engine) onDial(r dialResult) {
 func (e *engine) disconnect() {
 	req := &e.c.stopReq
 	if e.conn != nil {
+		// Acknowledgements the application made before Disconnect leave
+		// before the DISCONNECT (the select of run may have picked the
+		// stop first); otherwise the server would send them again.
+		for drained := false; !drained; {
+			select {
+			case a := <-e.c.ackCh:
+				e.onAck(a)
+			default:
+				drained = true
+			}
+		}
 		d := &packet.Disconnect{ReasonCode: req.reason}
 		if e.v == packet.V5 && req.expiry >= 0 {
 			d.Props.SessionExpiry = uint32(req.expiry)
@@ -791,6 +802,17 @@ func (e *engine) shutdown() {
 	}
 	c.events.close()
 	close(c.done)
+	// Publishes accepted into the channel that the engine never took:
+	// complete them, or their callers would wait forever (PublishAsync
+	// completes those that arrive after this drain itself).
+	for {
+		select {
+		case om := <-c.pubCh:
+			om.tok.complete(cerr, packet.UnspecifiedError)
+		default:
+			return
+		}
+	}
 }
 
 // ---- keep alive ----
@@ -1430,6 +1452,11 @@ func (e *engine) onPacket(p packet.Packet) {
 		e.onUnsuback(p)
 	case *packet.Pingresp:
 		e.pingOut = false
+		if e.conn != nil && e.pingEvery > 0 {
+			// The next PINGREQ is due a ping interval after the last
+			// packet sent, not at the dead-peer deadline [MQTT-3.1.2-20].
+			e.armKeepalive(time.Now())
+		}
 	case *packet.Disconnect:
 		e.onServerDisconnect(p)
 	case *packet.Auth:
@@ -1616,18 +1643,21 @@ func (e *engine) flushAcks() {
 			e.write(&packet.Puback{PacketID: ent.id, ReasonCode: ent.code})
 			continue
 		}
+		if !ent.code.IsError() && !ent.pubrecSent {
+			// Stored before the PUBREC leaves: once the server has it, a
+			// restarted client must still recognise a re-sent PUBLISH
+			// with this identifier as a duplicate.
+			ent.pubrecSent = true
+			if err := e.o.Store.PutInbound(ent.id); err != nil {
+				e.storeError(err)
+			}
+		}
 		// [MQTT-4.3.3-8] PUBREC with the identifier.
 		e.write(&packet.Pubrec{PacketID: ent.id, ReasonCode: ent.code})
 		if ent.code.IsError() {
 			// [MQTT-4.3.3-9] after an error PUBREC the identifier is free.
 			delete(e.in, ent.id)
 			continue
-		}
-		if !ent.pubrecSent {
-			ent.pubrecSent = true
-			if err := e.o.Store.PutInbound(ent.id); err != nil {
-				e.storeError(err)
-			}
 		}
 	}
 	if len(e.ackq) == 0 {

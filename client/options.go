@@ -154,7 +154,7 @@ type Options struct {
 	// Store holds the session state (in-flight QoS 1/2 messages and
 	// received QoS 2 packet identifiers). Default: a new MemoryStore. Share
 	// one store between Client values with the same ClientID to resume a
-	// session in-process; a persistent store plugs in here.
+	// session in-process; a FileStore resumes it across process restarts.
 	Store SessionStore
 
 	// WriteBuffer is the number of encoded bytes that may wait for the

@@ -16,14 +16,18 @@ import (
 // ClientID) resumes the session, including messages in flight.
 //
 // The Client calls the store from its protocol goroutine, one call at a
-// time: implementations need no locking for a single Client, but must not
-// block for long (a persistent store should batch or write asynchronously).
+// time, and always before it sends the packet the change stands for
+// (PUBLISH, PUBREL, PUBREC, PUBCOMP): a persistent store that makes each
+// change durable before returning (FileStore does) loses nothing in a
+// crash. Implementations need no locking for a single Client; every call
+// delays the protocol goroutine, so it should not take long.
 // The packets passed in are owned by the Client; a store that keeps them
 // beyond the call must copy what it keeps (MemoryStore keeps references,
 // which is safe because the Client does not modify a stored packet).
 //
-// MemoryStore is the only implementation in this package; a persistent one
-// implements the same interface.
+// MemoryStore keeps the state in memory (it survives reconnections and a
+// new Client in the same process); FileStore keeps it on disk (it survives
+// a restart of the process).
 type SessionStore interface {
 	// PutOutbound records outbound message id at its current stage: a
 	// PUBLISH (QoS 1 or 2, not yet acknowledged) or, for QoS 2 after PUBREC,

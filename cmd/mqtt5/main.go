@@ -31,6 +31,10 @@ var errUsage = errors.New("usage error")
 func commands() []command {
 	return []command{
 		{"broker", "run the MQTT broker", runBroker},
+		{"pub", "publish a message (mosquitto_pub flags)", runPub},
+		{"sub", "subscribe and print messages (mosquitto_sub flags)", runSub},
+		{"rr", "MQTT 5 request/response: publish a request, print the response", runRR},
+		{"bench", "benchmark a broker: throughput, latency, loss, idle connections", runBench},
 		{"version", "print the version, commit and Go version", runVersion},
 		{"help", "show help for a command", nil},
 	}

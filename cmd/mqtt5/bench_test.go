@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mqtt5go/mqtt5/broker"
+)
+
+func TestBenchJSON(t *testing.T) {
+	b := broker.New(broker.Config{SysInterval: -1})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { b.Serve(l); close(done) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		b.Shutdown(ctx)
+		<-done
+	})
+	dir := t.TempDir()
+	out := filepath.Join(dir, "r.json")
+	plot := filepath.Join(dir, "r.svg")
+	code, stdout, stderr := runCmd(t, "bench", "fan-in", "--url", "mqtt://"+l.Addr().String(),
+		"--qos", "1", "--publishers", "2", "--duration", "300ms", "--warmup", "0s", "--max-messages", "400",
+		"--quiet", "--json", out, "--plot", plot)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if !strings.Contains(stdout, "lost 0") || stderr != "" {
+		t.Errorf("stdout %q stderr %q", stdout, stderr)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		Scenario string `json:"scenario"`
+		Config   struct {
+			QoS        int     `json:"qos"`
+			Publishers int     `json:"publishers"`
+			Protocol   string  `json:"protocol"`
+			Warmup     float64 `json:"warmup_s"`
+		} `json:"config"`
+		Messages struct {
+			Sent, Acked, Expected, Received, Unique, Lost, Duplicated, Reordered, Misrouted int64
+		} `json:"messages"`
+		Latency struct {
+			Count int64   `json:"count"`
+			P99   float64 `json:"p99_us"`
+		} `json:"latency"`
+		Throughput struct {
+			Delivered float64 `json:"delivered_per_s"`
+		} `json:"throughput"`
+		Errors []string `json:"errors"`
+	}
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatalf("%v: %s", err, data)
+	}
+	m := res.Messages
+	if res.Scenario != "fan-in" || res.Config.QoS != 1 || res.Config.Publishers != 2 || res.Config.Protocol != "5.0" || res.Config.Warmup != 0 {
+		t.Errorf("config: %s", data)
+	}
+	if m.Sent == 0 || m.Acked != m.Sent || m.Expected != m.Sent || m.Received != m.Sent || m.Unique != m.Sent ||
+		m.Lost != 0 || m.Duplicated != 0 || m.Reordered != 0 || m.Misrouted != 0 {
+		t.Errorf("messages %+v", m)
+	}
+	if res.Latency.Count != m.Unique || res.Latency.P99 <= 0 || res.Throughput.Delivered <= 0 || len(res.Errors) > 0 {
+		t.Errorf("latency %+v throughput %+v errors %v", res.Latency, res.Throughput, res.Errors)
+	}
+	if svg, err := os.ReadFile(plot); err != nil || !strings.Contains(string(svg), "<svg") {
+		t.Errorf("plot: %v", err)
+	}
+}
+
+func TestBenchRefusesRemoteAndUnsupported(t *testing.T) {
+	code, _, stderr := runCmd(t, "bench", "--url", "mqtt://192.0.2.1:1883", "--duration", "1s")
+	if code != 2 || !strings.Contains(stderr, "non-loopback") || !strings.Contains(stderr, "--allow-remote") {
+		t.Errorf("remote: exit %d, %q", code, stderr)
+	}
+	code, _, stderr = runCmd(t, "bench", "--url", "ws://127.0.0.1:8080/mqtt")
+	if code != 2 || !strings.Contains(stderr, "not supported yet") {
+		t.Errorf("ws: exit %d, %q", code, stderr)
+	}
+	for _, args := range [][]string{
+		{"bench", "nosuch"},
+		{"bench", "--qos", "3"},
+		{"bench", "--protocol", "6"},
+		{"bench", "--duration", "11m"},
+		{"bench", "fan-in", "extra"},
+	} {
+		if code, _, _ := runCmd(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2", args, code)
+		}
+	}
+}
+
+func TestBenchHelp(t *testing.T) {
+	code, out, _ := runCmd(t, "help", "bench")
+	if code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	for _, want := range []string{"Usage: mqtt5 bench", "-qos", "-window", "-pid", "-json", "-plot", "-allow-remote", "-max-messages", "fan-out", "shared", "idle", "latency", "p2p"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+}
