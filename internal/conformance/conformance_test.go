@@ -21,28 +21,34 @@ func repoRoot(t *testing.T) string {
 
 var idRe = regexp.MustCompile(`MQTT-\d+\.\d+(\.\d+)?-\d+`)
 
-// specIDs reads the statement IDs from the normative statements file that
-// sits beside the repository (../shared/spec). Where it is absent the test
-// cannot compare; that is fatal under CI.
+// specIDs returns the statement IDs of MQTT 5.0, from testdata (a copy of
+// the IDs, one per line). When the normative statements file sits beside the
+// repository (../shared/spec), the copy is checked against it.
 func specIDs(t *testing.T, root string) []string {
+	data, err := os.ReadFile(filepath.Join(root, "internal", "conformance", "testdata", "statement-ids.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := strings.Fields(string(data))
 	path := filepath.Join(root, "..", "shared", "spec", "mqtt-v5.0-normative-statements.md")
 	f, err := os.Open(path)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("normative statements not found: %v", err)
-		}
-		t.Skipf("normative statements not found beside the repository (%v); skipping the comparison", err)
+		t.Logf("normative statements not beside the repository (%v): using the copy of the IDs only", err)
+		return ids
 	}
 	defer f.Close()
-	var ids []string
+	var fromSpec []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		if line := sc.Text(); strings.HasPrefix(line, "## MQTT-") {
-			ids = append(ids, strings.TrimPrefix(line, "## "))
+			fromSpec = append(fromSpec, strings.TrimPrefix(line, "## "))
 		}
 	}
 	if err := sc.Err(); err != nil {
 		t.Fatal(err)
+	}
+	if strings.Join(fromSpec, " ") != strings.Join(ids, " ") {
+		t.Fatalf("testdata/statement-ids.txt differs from %s; regenerate it with: grep '^## MQTT-' %s | sed 's/^## //'", path, path)
 	}
 	return ids
 }
