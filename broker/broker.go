@@ -30,8 +30,9 @@ type Broker struct {
 	now         func() time.Time
 	started     time.Time
 
-	router router
-	stats  stats
+	router  router
+	stats   stats
+	persist *persister // nil without a store
 
 	sessMu   sync.Mutex
 	sessions map[string]*session
@@ -54,6 +55,7 @@ func New(cfg Config) *Broker {
 	cfg = cfg.withDefaults()
 	b := &Broker{
 		cfg:         cfg,
+		persist:     newPersister(cfg),
 		log:         cfg.Logger,
 		topicLimits: topic.Limits{MaxLength: cfg.Limits.MaxTopicLength, MaxLevels: cfg.Limits.MaxTopicLevels},
 		now:         time.Now,
@@ -222,15 +224,17 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 		c.shutdown()
 	}
 	done := make(chan struct{})
+	var storeErr error
 	go func() {
 		b.connWG.Wait()
 		b.stopSessions()
 		b.wg.Wait()
+		storeErr = b.closeStore(ctx)
 		close(done)
 	}()
 	select {
 	case <-done:
-		return nil
+		return storeErr
 	case <-ctx.Done():
 		for _, c := range conns {
 			c.nc.Close()
@@ -331,6 +335,13 @@ func (b *Broker) Publish(ctx context.Context, m *Message) error {
 	}
 	sc := scratchPool.Get().(*routeScratch)
 	b.publish(m, nil, sc)
+	if len(sc.ops) > 0 {
+		// Durable before Publish returns, as for a network publisher.
+		done := make(chan error, 1)
+		b.submitPublication(sc, func(err error) { done <- err })
+		scratchPool.Put(sc)
+		return <-done
+	}
 	scratchPool.Put(sc)
 	return nil
 }

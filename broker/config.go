@@ -3,6 +3,8 @@ package broker
 import (
 	"log/slog"
 	"time"
+
+	"github.com/mqtt5go/mqtt5/broker/store"
 )
 
 // Config configures a Broker. The zero value is a working configuration:
@@ -46,6 +48,17 @@ type Config struct {
 
 	// Version is reported in $SYS/broker/version. Default "mqtt5".
 	Version string
+
+	// Store keeps sessions, queued and in-flight messages, retained
+	// messages and wills across restarts. Default nil: state lives in
+	// memory only. Use Open to restore from it; the broker closes it at
+	// Shutdown.
+	Store store.Store
+	// Durability says when QoS 1/2 publications are acknowledged relative
+	// to the store. Default DurabilitySync.
+	Durability Durability
+	// BatchInterval is the commit interval of DurabilityBatch. Default 10 ms.
+	BatchInterval time.Duration
 }
 
 // Capabilities are the features the broker advertises to v5 clients in
@@ -184,6 +197,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Version == "" {
 		c.Version = "mqtt5"
+	}
+	if c.BatchInterval <= 0 {
+		c.BatchInterval = 10 * time.Millisecond
 	}
 	cp := &c.Capabilities
 	if !cp.MaximumQoSSet && cp.MaximumQoS == 0 {

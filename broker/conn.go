@@ -6,10 +6,13 @@ import (
 	"errors"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/packet"
 	"github.com/mqtt5go/mqtt5/topic"
 )
@@ -39,9 +42,11 @@ type conn struct {
 	reauthStep  int
 
 	// inbound
-	aliases map[uint16]string
-	pub     packet.Publish
-	scratch routeScratch
+	pendingAcks atomic.Int64 // acknowledgements waiting for a store commit
+	sentOps     []store.Op   // entry updates of the batch being written (writer only)
+	aliases     map[uint16]string
+	pub         packet.Publish
+	scratch     routeScratch
 
 	// will of this connection, cleared by DISCONNECT 0x00
 	will      *Message
@@ -388,6 +393,9 @@ func (c *conn) writeLoop() {
 				if d.qos > 0 && len(s.inflight) >= c.recvMax {
 					break // [MQTT-4.9.0-2] the client's Receive Maximum
 				}
+				if d.gate != nil && d.gate.Load() {
+					break // kicked again once the publication is durable
+				}
 				buf = c.appendDeliveryLocked(buf, s.queue.pop(), now, 0)
 			}
 		}
@@ -401,6 +409,9 @@ func (c *conn) writeLoop() {
 			return
 		}
 		s.mu.Unlock()
+		if len(c.sentOps) > 0 {
+			c.commitSent()
+		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
 		n, err := c.nc.Write(buf)
 		c.b.stats.bytesSent.Add(int64(n))
@@ -413,6 +424,31 @@ func (c *conn) writeLoop() {
 			c.nc.Close()
 			return
 		}
+	}
+}
+
+// commitSent stores the packet identifiers of the messages about to be
+// written. A QoS 2 message is written only after that commit: resent after
+// a restart under another identifier, it could be delivered twice. QoS 1
+// updates are not waited for (a duplicate is allowed at QoS 1).
+func (c *conn) commitSent() {
+	ops := slices.Clone(c.sentOps)
+	c.sentOps = c.sentOps[:0]
+	wait := false
+	for i := range ops {
+		if ops[i].Kind == store.PutEntry && ops[i].Entry.QoS == 2 {
+			wait = true
+			break
+		}
+	}
+	if !wait {
+		c.b.submit(ops, nil)
+		return
+	}
+	done := make(chan error, 1)
+	c.b.submit(ops, func(err error) { done <- err })
+	if err := <-done; err != nil {
+		c.b.logStoreError(err)
 	}
 }
 
@@ -445,9 +481,13 @@ func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id ui
 	m := d.msg
 	resend := id != 0
 	secs, ok := m.remaining(now)
+	persist := d.qos > 0 && s.persistentLocked() && c.b.persisting()
 	if !ok {
 		if !resend {
 			c.b.stats.dropped(dropExpired) // [MQTT-3.3.2-5]
+			if persist {
+				c.sentOps = append(c.sentOps, deleteEntryOp(s, d.seq))
+			}
 			return buf
 		}
 		// Expiry no longer applies once a PUBLISH was sent
@@ -473,18 +513,25 @@ func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id ui
 		// [MQTT-3.1.2-24] [MQTT-3.1.2-25] too large for the client:
 		// discard as if sent.
 		c.b.stats.dropped(dropTooLarge)
+		if persist {
+			c.sentOps = append(c.sentOps, deleteEntryOp(s, d.seq))
+		}
 		return buf
 	}
 	if d.qos > 0 {
 		if id == 0 {
 			id = s.nextPacketIDLocked()
+			if persist {
+				// The packet identifier is stored so that a restart
+				// resends with the same one [MQTT-4.4.0-1].
+				c.sentOps = append(c.sentOps, s.entryOpLocked(&d, id, false))
+			}
 		}
 		p.PacketID = id
-		s.sendSeq++
 		if s.inflight == nil {
 			s.inflight = make(map[uint16]outFlight)
 		}
-		s.inflight[id] = outFlight{d: d, seq: s.sendSeq}
+		s.inflight[id] = outFlight{d: d}
 	}
 	out, err := p.AppendTo(buf, c.version)
 	if err != nil {
@@ -638,6 +685,9 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	case c.b.cfg.Authorizer != nil && !c.b.cfg.Authorizer.CanPublish(ctx, &c.info, topicName):
 		rc = packet.NotAuthorized
 	}
+	c.scratch.ops = c.scratch.ops[:0]
+	c.scratch.waiting = c.scratch.waiting[:0]
+	c.scratch.gate = nil
 	if rc == packet.Success {
 		m := c.b.newMessage(p, topicName, c.info.ClientID)
 		n := c.b.publish(m, s, &c.scratch)
@@ -648,19 +698,57 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	if rc.IsError() && c.version == packet.V311 {
 		rc = packet.Success // 3.1.1 cannot report it; acknowledge and drop
 	}
-	switch p.QoS {
-	case 1:
-		return c.sendAck(packet.PUBACK, p.PacketID, rc)
-	case 2:
+	ackType := packet.PUBACK
+	if p.QoS == 2 {
+		ackType = packet.PUBREC
 		if !rc.IsError() {
 			s.mu.Lock()
 			if s.inQoS2 == nil {
 				s.inQoS2 = make(map[uint16]struct{})
 			}
 			s.inQoS2[p.PacketID] = struct{}{}
+			if s.persistentLocked() && c.b.persisting() {
+				// Durable with the deliveries, before PUBREC: a
+				// retransmission after a restart is not routed again.
+				c.scratch.ops = append(c.scratch.ops, s.sessionOpLocked())
+			}
 			s.mu.Unlock()
 		}
-		return c.sendAck(packet.PUBREC, p.PacketID, rc)
+	}
+	if p.QoS == 0 {
+		c.b.submitPublication(&c.scratch, nil)
+		return nil
+	}
+	// Acknowledge once the store has committed the publication: never
+	// before the message is durable for its persistent subscribers.
+	if len(c.scratch.ops) == 0 {
+		return c.ackAfter(nil, ackType, p.PacketID, rc, nil)
+	}
+	gate, waiting := c.scratch.gate, slices.Clone(c.scratch.waiting)
+	return c.ackAfter(slices.Clone(c.scratch.ops), ackType, p.PacketID, rc, func(error) {
+		if gate != nil {
+			committed(gate, waiting)
+		}
+	})
+}
+
+// maxPendingAcks bounds publications waiting for the store on one
+// connection; the read loop waits beyond it (3.1.1 clients have no Receive
+// Maximum to bound them).
+const maxPendingAcks = 4096
+
+func (c *conn) waitAckBacklog() error {
+	if c.pendingAcks.Load() < maxPendingAcks {
+		return nil
+	}
+	s := c.sess
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for c.pendingAcks.Load() >= maxPendingAcks && !c.closed {
+		c.ctrlDrain.Wait()
+	}
+	if c.closed {
+		return errClosedByServer
 	}
 	return nil
 }
@@ -670,47 +758,114 @@ func (c *conn) handlePubrel(a *packet.Pubrel) error {
 	s.mu.Lock()
 	_, ok := s.inQoS2[a.PacketID]
 	delete(s.inQoS2, a.PacketID)
+	var ops []store.Op
+	if ok && s.persistentLocked() && c.b.persisting() {
+		ops = []store.Op{s.sessionOpLocked()}
+	}
 	s.mu.Unlock()
 	rc := packet.Success
 	if !ok {
 		rc = packet.PacketIdentifierNotFound
 	}
-	return c.sendAck(packet.PUBCOMP, a.PacketID, rc) // [MQTT-4.3.3-11]
+	// [MQTT-4.3.3-11] PUBCOMP; with persistence only once the identifier's
+	// release is durable, or a crash would leave it marked as received and
+	// the client's next message with the identifier would be taken for a
+	// retransmission.
+	return c.ackAfter(ops, packet.PUBCOMP, a.PacketID, rc, nil)
+}
+
+// ackAfter sends an acknowledgement once ops are committed (at once when
+// there are none and no earlier acknowledgement waits for the store).
+// Acknowledgements keep their order: while one waits for the store, later
+// ones queue behind it. before, if not nil, runs after the commit and
+// before the acknowledgement is queued.
+func (c *conn) ackAfter(ops []store.Op, t packet.Type, id uint16, rc packet.ReasonCode, before func(error)) error {
+	if len(ops) == 0 && c.pendingAcks.Load() == 0 {
+		if before != nil {
+			before(nil)
+		}
+		return c.sendAck(t, id, rc)
+	}
+	if err := c.waitAckBacklog(); err != nil {
+		return err
+	}
+	s := c.sess
+	c.pendingAcks.Add(1)
+	c.b.submit(ops, func(err error) {
+		if before != nil {
+			before(err)
+		}
+		code := rc
+		if err != nil {
+			c.b.logStoreError(err)
+			if t != packet.PUBREL && t != packet.PUBCOMP {
+				code = packet.UnspecifiedError // the publisher may retry
+			}
+		}
+		c.sendAck(t, id, code)
+		s.mu.Lock()
+		c.pendingAcks.Add(-1)
+		c.ctrlDrain.Broadcast()
+		s.mu.Unlock()
+	})
+	return nil
 }
 
 func (c *conn) handleAck(t packet.Type, a *packet.Puback) {
 	s := c.sess
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	f, ok := s.inflight[a.PacketID]
 	if !ok {
+		s.mu.Unlock()
 		return // unknown or already completed: nothing to do
 	}
+	var op store.Op
 	switch t {
 	case packet.PUBACK:
 		if f.d.qos != 1 {
+			s.mu.Unlock()
 			return
 		}
 		delete(s.inflight, a.PacketID)
+		op = deleteEntryOp(s, f.d.seq)
 	case packet.PUBREC:
 		if f.d.qos != 2 {
+			s.mu.Unlock()
 			return
 		}
 		if a.ReasonCode.IsError() {
 			delete(s.inflight, a.PacketID) // [MQTT-4.3.3-4] the flow ends
+			op = deleteEntryOp(s, f.d.seq)
 			break
 		}
-		f.released = true
-		f.d = delivery{qos: 2} // the message itself is no longer needed
+		f.released = true // the message is kept: the stored entry needs it
 		s.inflight[a.PacketID] = f
+		if s.persistentLocked() && c.b.persisting() {
+			// PUBREL only once the released state is durable: after a
+			// crash the PUBLISH would be resent, and a client that had
+			// completed the flow would take it for a new message.
+			ops := []store.Op{s.entryOpLocked(&f.d, a.PacketID, true)}
+			s.mu.Unlock()
+			if err := c.ackAfter(ops, packet.PUBREL, a.PacketID, packet.Success, nil); err != nil {
+				c.b.log.Debug("PUBREL not sent", "err", err)
+			}
+			return
+		}
 		c.appendAckLocked(packet.PUBREL, a.PacketID, packet.Success)
 	case packet.PUBCOMP:
 		if !f.released {
+			s.mu.Unlock()
 			return
 		}
 		delete(s.inflight, a.PacketID)
+		op = deleteEntryOp(s, f.d.seq)
 	}
 	c.kickLocked()
+	persist := s.persistentLocked()
+	s.mu.Unlock()
+	if persist {
+		c.b.submit([]store.Op{op}, nil)
+	}
 }
 
 func (c *conn) handleDisconnect(d *packet.Disconnect) error {
@@ -795,12 +950,17 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 	// after the SUBACK cannot overtake a retained one [MQTT-4.6.0-5], and
 	// the SUBACK goes first (control packets precede queued messages).
 	s := c.sess
+	var ops []store.Op
+	var opp *[]store.Op
+	if c.b.persisting() {
+		opp = &ops
+	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for len(c.ctrl) > maxCtrlBacklog && !c.closed {
 		c.ctrlDrain.Wait()
 	}
 	if c.closed || c.closing {
+		s.mu.Unlock()
 		return errClosedByServer
 	}
 	for _, a := range ok {
@@ -822,7 +982,7 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 		// [MQTT-3.3.1-9] [MQTT-3.3.1-10] [MQTT-3.3.1-11]; never for shared
 		// subscriptions.
 		if !a.shared && (a.opts.rh == 0 || (a.opts.rh == 1 && !existed)) {
-			c.b.sendRetainedLocked(s, a.filter, a.opts)
+			c.b.sendRetainedLocked(s, a.filter, a.opts, opp)
 		}
 	}
 	if c.version == packet.V311 {
@@ -832,9 +992,15 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 			}
 		}
 	}
+	if opp != nil && len(ok) > 0 && s.persistentLocked() {
+		ops = append(ops, s.sessionOpLocked())
+	}
 	// [MQTT-3.8.4-1] SUBACK with the same packet identifier, one code per
 	// filter in order [MQTT-3.9.3-1].
-	return c.appendCtrlLocked(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes})
+	err := c.appendCtrlLocked(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes})
+	s.mu.Unlock()
+	c.b.submit(ops, nil)
+	return err
 }
 
 func (c *conn) handleUnsubscribe(u *packet.Unsubscribe) error {
@@ -858,6 +1024,7 @@ func (c *conn) handleUnsubscribe(u *packet.Unsubscribe) error {
 		}
 	}
 	c.b.redispatch(taken, s)
+	c.b.saveSession(s)
 	// [MQTT-3.10.4-4] UNSUBACK even when nothing matched.
 	return c.send(&packet.Unsuback{PacketID: u.PacketID, ReasonCodes: codes})
 }

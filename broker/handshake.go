@@ -10,6 +10,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/packet"
 )
 
@@ -366,6 +367,7 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 	s.mu.Unlock()
 	b.sessMu.Unlock()
 
+	b.saveSession(s)
 	if oldConn != nil {
 		b.log.Debug("session taken over", "client", clientID)
 	}
@@ -392,9 +394,12 @@ func (b *Broker) endSessionLocked(s *session) {
 	s.mu.Unlock()
 }
 
-// finishEnd removes an ended session's subscriptions and returns the
-// shared-subscription deliveries it held.
+// finishEnd removes an ended session's subscriptions and stored state and
+// returns the shared-subscription deliveries it held.
 func (b *Broker) finishEnd(s *session) ([]delivery, *session) {
+	if b.persisting() {
+		b.submit([]store.Op{{Kind: store.DeleteSession, ClientID: s.id}}, nil)
+	}
 	s.mu.Lock()
 	filters := make([]string, 0, len(s.subs))
 	for f := range s.subs {
@@ -425,6 +430,7 @@ func (b *Broker) detach(c *conn, s *session) {
 	}
 	s.conn = nil
 	s.online.Store(false)
+	s.disconnectedAt = b.now()
 	will := c.will
 	c.will = nil
 	var (
@@ -445,6 +451,7 @@ func (b *Broker) detach(c *conn, s *session) {
 				// [MQTT-3.1.3-9] publish after the Will Delay Interval or
 				// when the session ends, whichever is first.
 				s.pendingWill = will
+				s.pendingWillDelay = c.willDelay
 				delay := time.Duration(min(c.willDelay, s.expiry)) * time.Second
 				s.willTimer = time.AfterFunc(delay, func() { b.fireWill(s) })
 			}
@@ -465,6 +472,7 @@ func (b *Broker) detach(c *conn, s *session) {
 	} else {
 		b.sessMu.Unlock()
 		b.redispatch(taken, s)
+		b.saveSession(s)
 	}
 	for _, w := range publishNow {
 		b.publishWill(w, s)
@@ -483,6 +491,7 @@ func (b *Broker) fireWill(s *session) {
 	s.mu.Unlock()
 	if w != nil {
 		b.publishWill(w, s)
+		b.saveSession(s)
 	}
 }
 
@@ -515,6 +524,7 @@ func (b *Broker) publishWill(w *Message, from *session) {
 	m.ClientID = from.id
 	sc := scratchPool.Get().(*routeScratch)
 	b.publish(&m, from, sc)
+	b.submitPublication(sc, nil)
 	scratchPool.Put(sc)
 }
 

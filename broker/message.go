@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/mqtt5go/mqtt5/packet"
@@ -90,11 +91,15 @@ func (m *Message) remaining(now time.Time) (uint32, bool) {
 
 // delivery is one message on its way to one session.
 type delivery struct {
+	seq    uint64 // order within the session; the store key of the entry
 	msg    *Message
 	qos    byte   // min(message QoS, granted QoS)
 	retain bool   // RETAIN flag to send
 	subIDs subIDs // Subscription Identifiers of the matching subscriptions
 	group  *topic.SharedGroup[*session, subOpts]
+	// gate, when set, holds the delivery until the publication's store
+	// commit is done (true while pending).
+	gate *atomic.Bool
 }
 
 // subIDs holds the Subscription Identifiers of a delivery; the common case

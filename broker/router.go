@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/topic"
 )
 
@@ -40,6 +41,9 @@ type target struct {
 type routeScratch struct {
 	m       topic.MatchResult[*session, subOpts]
 	targets []target
+	ops     []store.Op // store operations the publication needs, for the caller to submit
+	waiting []*session   // sessions holding a delivery until those ops commit
+	gate    *atomic.Bool // their gate, true until the commit
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(routeScratch) }}
@@ -56,10 +60,26 @@ func byTargetSession(a, b target) int {
 
 // publish stores m if retained and delivers it to every matching session.
 // from is the publishing session (nil for the broker itself). It returns
-// the number of sessions the message was queued for.
+// the number of sessions the message was queued for. With persistence on,
+// the store operations that make the publication durable are left in
+// sc.ops for the caller to submit (and to acknowledge after their commit).
 func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
+	sc.ops = sc.ops[:0]
+	clear(sc.waiting)
+	sc.waiting = sc.waiting[:0]
+	sc.gate = nil
+	var ops *[]store.Op
+	if b.persisting() {
+		ops = &sc.ops
+		if m.QoS == 2 {
+			sc.gate = new(atomic.Bool)
+			sc.gate.Store(true)
+		}
+	}
 	if m.Retain {
-		b.storeRetained(m)
+		if b.storeRetained(m) && ops != nil {
+			*ops = append(*ops, retainedOp(m))
+		}
 	}
 	sc.m.Reset()
 	b.router.tree.Match(m.Topic, &sc.m)
@@ -69,7 +89,7 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 		if o.noLocal && sub.Sub == from {
 			continue // [MQTT-3.8.3-3]
 		}
-		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: m.Retain && o.rap}
+		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: m.Retain && o.rap, gate: sc.gate}
 		// [MQTT-3.3.1-12] RETAIN is cleared unless Retain As Published
 		// [MQTT-3.3.1-13].
 		d.subIDs.first = o.subID
@@ -97,20 +117,61 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 	}
 	n := 0
 	for i := range targets {
-		targets[i].s.deliver(targets[i].d)
+		if targets[i].s.deliver(targets[i].d, ops) {
+			sc.waiting = append(sc.waiting, targets[i].s)
+		}
 		targets[i] = target{}
 		n++
 	}
 	sc.targets = targets[:0]
 	for _, g := range sc.m.Shared {
 		if mem, ok := b.pickShared(g, m, nil); ok {
-			d := delivery{msg: m, qos: min(m.QoS, mem.Value.qos), retain: m.Retain && mem.Value.rap, group: g}
+			d := delivery{msg: m, qos: min(m.QoS, mem.Value.qos), retain: m.Retain && mem.Value.rap, group: g, gate: sc.gate}
 			d.subIDs.first = mem.Value.subID
-			mem.Sub.deliver(d)
+			if mem.Sub.deliver(d, ops) {
+				sc.waiting = append(sc.waiting, mem.Sub)
+			}
 			n++
 		}
 	}
+	if len(sc.waiting) == 0 {
+		sc.gate = nil
+	}
 	return n
+}
+
+// submitPublication submits the store operations publish left in sc; done
+// (may be nil) runs after the commit, once the deliveries held for it have
+// been released.
+func (b *Broker) submitPublication(sc *routeScratch, done func(error)) {
+	if len(sc.ops) == 0 {
+		if done != nil {
+			done(nil)
+		}
+		return
+	}
+	gate, waiting := sc.gate, slices.Clone(sc.waiting)
+	b.submit(slices.Clone(sc.ops), func(err error) {
+		if gate != nil {
+			committed(gate, waiting)
+		}
+		if done != nil {
+			done(err)
+		} else {
+			b.logStoreError(err)
+		}
+	})
+}
+
+// committed runs after a publication's store commit: deliveries held for
+// it may now be written.
+func committed(gate *atomic.Bool, waiting []*session) {
+	gate.Store(false)
+	for _, s := range waiting {
+		s.mu.Lock()
+		s.kickLocked()
+		s.mu.Unlock()
+	}
 }
 
 // pickShared chooses the member of g that receives m, preferring members
@@ -162,22 +223,36 @@ func hashString(s string) uint64 {
 // member to other members of their groups; what no other member can take
 // goes back to from (when its session lives on).
 func (b *Broker) redispatch(ds []delivery, from *session) {
+	if len(ds) == 0 {
+		return
+	}
+	var ops []store.Op
+	var opp *[]store.Op
+	if b.persisting() {
+		opp = &ops
+	}
 	for _, d := range ds {
+		d.gate = nil // its publication's commit has been submitted long since
+		if from != nil && opp != nil {
+			ops = append(ops, deleteEntryOp(from, d.seq))
+		}
 		if mem, ok := b.pickShared(d.group, d.msg, from); ok {
 			d.qos = min(d.msg.QoS, mem.Value.qos)
 			d.subIDs = subIDs{first: mem.Value.subID}
-			mem.Sub.deliver(d)
+			mem.Sub.deliver(d, opp)
 			continue
 		}
 		if from != nil {
-			from.deliver(d)
+			from.deliver(d, opp)
 		}
 	}
+	b.submit(ops, nil)
 }
 
 // storeRetained replaces, stores or deletes the retained message for m's
 // topic [MQTT-3.3.1-5] [MQTT-3.3.1-6] [MQTT-3.3.1-7].
-func (b *Broker) storeRetained(m *Message) {
+// It reports whether the retained state changed.
+func (b *Broker) storeRetained(m *Message) bool {
 	r := &b.router
 	r.retainedMu.Lock()
 	defer r.retainedMu.Unlock()
@@ -187,32 +262,35 @@ func (b *Broker) storeRetained(m *Message) {
 			r.retained.Delete(m.Topic)
 			r.retainedBytes.Add(-old.size())
 		}
-		return
+		return had
 	}
 	delta := m.size()
 	if had {
 		delta -= old.size()
 	} else if !within(r.retained.Len(), b.cfg.Limits.MaxRetainedMessages) {
 		b.log.Warn("retained message limit reached; message not retained", "topic", m.Topic)
-		return
+		return false
 	}
 	if r.retainedBytes.Load()+delta > b.cfg.Limits.MaxRetainedBytes {
 		b.log.Warn("retained bytes limit reached; message not retained", "topic", m.Topic)
-		return
+		return false
 	}
 	r.retained.Set(m.Topic, m)
 	r.retainedBytes.Add(delta)
+	return true
 }
 
 // sendRetained queues the retained messages matching filter for s, with
 // the RETAIN flag set [MQTT-3.3.1-9].
 func (b *Broker) sendRetained(s *session, filter string, o subOpts) {
 	s.mu.Lock()
-	b.sendRetainedLocked(s, filter, o)
+	b.sendRetainedLocked(s, filter, o, nil)
 	s.mu.Unlock()
 }
 
-func (b *Broker) sendRetainedLocked(s *session, filter string, o subOpts) {
+// sendRetainedLocked queues the retained messages; ops, when not nil,
+// receives the store operations for a persistent session.
+func (b *Broker) sendRetainedLocked(s *session, filter string, o subOpts, ops *[]store.Op) {
 	now := b.now()
 	var expired []string
 	b.router.retained.Match(filter, func(t string, m *Message) bool {
@@ -222,7 +300,7 @@ func (b *Broker) sendRetainedLocked(s *session, filter string, o subOpts) {
 		}
 		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: true}
 		d.subIDs.first = o.subID
-		s.deliverLocked(d)
+		s.deliverLocked(d, ops)
 		return true
 	})
 	// Lock order session → retainedMu is safe: nothing holding retainedMu

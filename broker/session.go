@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/packet"
 )
 
@@ -21,9 +22,8 @@ type subOpts struct {
 // outFlight is a QoS 1 or 2 message sent to the client and not yet
 // completely acknowledged.
 type outFlight struct {
-	d        delivery
-	seq      uint64 // send order, for in-order retransmission [MQTT-4.6.0-1]
-	released bool   // PUBREC received and PUBREL sent (QoS 2)
+	d        delivery // d.seq orders retransmission [MQTT-4.6.0-1]
+	released bool     // PUBREC received and PUBREL sent (QoS 2)
 }
 
 // session is the server side of an MQTT session (section 4.1): it outlives
@@ -53,14 +53,17 @@ type session struct {
 	queue    queue
 	inflight map[uint16]outFlight
 	nextID   uint16
-	sendSeq  uint64
 	inQoS2   map[uint16]struct{} // inbound QoS 2 ids awaiting PUBREL
+
+	nextSeq        uint64    // last delivery sequence number used
+	disconnectedAt time.Time // when the last connection ended
 
 	// pendingWill is the will of the last connection, waiting for its
 	// delay to pass or the session to end.
-	pendingWill *Message
-	willTimer   *time.Timer
-	expireTimer *time.Timer
+	pendingWill      *Message
+	pendingWillDelay uint32
+	willTimer        *time.Timer
+	expireTimer      *time.Timer
 
 	// handler makes this an in-process subscriber: deliveries are passed
 	// to it on the session's own goroutine instead of a network connection.
@@ -74,7 +77,7 @@ func (s *session) hasConnLocked() bool { return s.conn != nil && !s.conn.closed 
 
 // admitLocked applies the queue bounds to a new delivery. It returns false
 // when d must be dropped; it may drop an older delivery to make room.
-func (s *session) admitLocked(d *delivery) bool {
+func (s *session) admitLocked(d *delivery, ops *[]store.Op, persist bool) bool {
 	cfg := &s.b.cfg.Queue
 	size := d.msg.size()
 	full := func() bool {
@@ -102,7 +105,10 @@ func (s *session) admitLocked(d *delivery) bool {
 			s.b.stats.dropped(dropQueueFull)
 			return false
 		} else {
-			s.queue.pop()
+			old := s.queue.pop()
+			if persist {
+				*ops = append(*ops, deleteEntryOp(s, old.seq))
+			}
 		}
 		s.b.stats.dropped(dropQueueFull)
 	}
@@ -111,25 +117,47 @@ func (s *session) admitLocked(d *delivery) bool {
 
 // deliver queues d for the session and wakes its writer. QoS 0 messages are
 // not kept for a disconnected session.
-func (s *session) deliver(d delivery) {
+func (s *session) deliver(d delivery, ops *[]store.Op) (waits bool) {
 	s.mu.Lock()
-	s.deliverLocked(d)
+	waits = s.deliverLocked(d, ops)
 	s.mu.Unlock()
+	return waits
 }
 
-func (s *session) deliverLocked(d delivery) {
+// deliverLocked queues d. When the session is persistent and ops is not
+// nil, it appends the store operations that make the delivery durable
+// (and remove what the queue bound dropped); the caller submits them. It
+// reports whether the delivery waits for that commit before it may be
+// written (delivery.gate); the caller then kicks the session
+// after the commit.
+func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits bool) {
 	if s.ended {
-		return
+		return false
 	}
 	if d.qos == 0 && !s.hasConnLocked() && s.handler == nil && !s.b.cfg.Queue.QueueQoS0Offline {
 		s.b.stats.dropped(dropOffline)
-		return
+		return false
 	}
-	if !s.admitLocked(&d) {
-		return
+	persist := ops != nil && d.qos > 0 && s.persistentLocked() && s.b.persisting()
+	if !s.admitLocked(&d, ops, persist) {
+		return false
+	}
+	s.nextSeq++
+	d.seq = s.nextSeq
+	if persist {
+		*ops = append(*ops, s.entryOpLocked(&d, 0, false))
+	}
+	if persist && d.qos == 2 && d.gate != nil {
+		// Not written to the client before the publication is durable:
+		// otherwise a crash before the commit would let the publisher's
+		// retransmission deliver it a second time.
+		waits = true
+	} else {
+		d.gate = nil
 	}
 	s.queue.push(d)
 	s.kickLocked()
+	return waits
 }
 
 // kickLocked starts the goroutine that drains the queue, when one is needed
@@ -200,7 +228,7 @@ func (s *session) inflightInOrderLocked() []uint16 {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, func(a, b uint16) int {
-		x, y := s.inflight[a].seq, s.inflight[b].seq
+		x, y := s.inflight[a].d.seq, s.inflight[b].d.seq
 		switch {
 		case x < y:
 			return -1

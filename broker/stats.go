@@ -26,6 +26,7 @@ type stats struct {
 	bytesSent        atomic.Int64
 	publishReceived  atomic.Int64
 	publishSent      atomic.Int64
+	storeErrors      atomic.Int64
 	drops            [numDropReasons]atomic.Int64
 }
 

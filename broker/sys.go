@@ -49,6 +49,6 @@ func (b *Broker) publishSys() {
 	now := b.now()
 	for _, v := range vals {
 		m := &Message{Topic: v.topic, Payload: []byte(v.val), Retain: true, Created: now}
-		b.publish(m, nil, sc)
+		b.publish(m, nil, sc) // $SYS is regenerated, never stored: sc.ops is dropped
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
+	"github.com/mqtt5go/mqtt5/broker/store"
 )
 
 // stringList is a repeatable string flag.
@@ -29,6 +30,10 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	logFormat := fs.String("log-format", "text", "log format: text or json")
 	sysInterval := fs.Duration("sys-interval", 10*time.Second, "interval between $SYS updates (0 disables)")
 	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
+	dataDir := fs.String("data-dir", "data", "directory of the persistent state (sessions, queues, retained messages, wills)")
+	noPersist := fs.Bool("no-persistence", false, "keep all state in memory only")
+	durability := fs.String("durability", "sync", "when QoS 1/2 publications are acknowledged: sync (after fsync), batch (after a group commit every --batch-interval), none (state saved at graceful shutdown only)")
+	batchInterval := fs.Duration("batch-interval", 10*time.Millisecond, "commit interval of --durability batch")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -53,13 +58,31 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		addrs = append(addrs, addr)
 	}
-	cfg := broker.Config{Logger: logger, SysInterval: *sysInterval}
+	dur, err := broker.ParseDurability(*durability)
+	if err != nil {
+		return fmt.Errorf("%w: --durability: %v", errUsage, err)
+	}
+	cfg := broker.Config{Logger: logger, SysInterval: *sysInterval, Durability: dur, BatchInterval: *batchInterval}
 	if *sysInterval == 0 {
 		cfg.SysInterval = -1
 	}
 	ver, _ := buildInfo()
 	cfg.Version = "mqtt5 " + ver
-	b := broker.New(cfg)
+	if !*noPersist {
+		st, err := store.OpenDefault(*dataDir, store.Options{Logger: logger})
+		if err != nil {
+			return fmt.Errorf("open data directory: %w", err)
+		}
+		cfg.Store = st
+		logger.Info("persistence", "dir", *dataDir, "durability", dur.String())
+	}
+	b, err := broker.Open(ctx, cfg)
+	if err != nil {
+		if cfg.Store != nil {
+			cfg.Store.Close()
+		}
+		return err
+	}
 
 	listeners := make([]net.Listener, 0, len(addrs))
 	for _, a := range addrs {
