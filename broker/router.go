@@ -41,7 +41,7 @@ type target struct {
 type routeScratch struct {
 	m       topic.MatchResult[*session, subOpts]
 	targets []target
-	ops     []store.Op // store operations the publication needs, for the caller to submit
+	ops     []store.Op   // store operations the publication needs, for the caller to submit
 	waiting []*session   // sessions holding a delivery until those ops commit
 	gate    *atomic.Bool // their gate, true until the commit
 }
