@@ -81,7 +81,7 @@ func (s *session) admitLocked(d *delivery, ops *[]store.Op, persist bool) bool {
 	cfg := &s.b.cfg.Queue
 	size := d.msg.size()
 	full := func() bool {
-		return s.queue.len() >= cfg.MaxMessages || s.queue.bytes+size > cfg.MaxBytes
+		return (cfg.MaxMessages > 0 && s.queue.len() >= cfg.MaxMessages) || (cfg.MaxBytes > 0 && s.queue.bytes+size > cfg.MaxBytes)
 	}
 	if !full() {
 		return true

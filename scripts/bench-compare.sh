@@ -127,7 +127,7 @@ start_broker() {
   [ "$pin" = pinned ] && prefix=(taskset -c 0)
   case $kind in
   mqtt5)
-    "${prefix[@]}" "$BIN" broker --listen "127.0.0.1:$port" --sys-interval 0 --log-level warn >"$logf" 2>&1 &
+    "${prefix[@]}" "$BIN" broker --listen "127.0.0.1:$port" --sys-interval 0 --log-level warn --no-persistence --max-queued-messages 1000000 --max-queued-bytes -1 >"$logf" 2>&1 &
     ;;
   mosquitto)
     local conf="$OUT/mosquitto-$port.conf"
@@ -189,7 +189,7 @@ bench_common=(--protocol "$PROTOCOL" --payload "$PAYLOAD" --duration "$DURATION"
 
 {
   echo "# brokers (one fresh process per run; PORT is a free loopback port)"
-  echo "mqtt5 broker --listen 127.0.0.1:PORT --sys-interval 0 --log-level warn"
+  echo "mqtt5 broker --listen 127.0.0.1:PORT --sys-interval 0 --log-level warn --no-persistence --max-queued-messages 1000000 --max-queued-bytes -1"
   echo "mosquitto -c mosquitto.conf   # $(grep -v '^listener' "$OUT/mosquitto.conf.in" | tr '\n' ';' | sed 's/;$//; s/;/; /g')"
   echo "# pinned table: taskset -c 0 <broker>; taskset -c $LOAD_CORE mqtt5 bench ...; unpinned: no taskset"
   echo "# load, per scenario (the idle duration is how long the connections are held)"

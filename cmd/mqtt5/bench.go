@@ -48,6 +48,7 @@ Examples:
 	conns := fs.Int("connections", 0, "connections for idle (default 1000)")
 	connRate := fs.Float64("connect-rate", 0, "idle: new connections per second (0: as fast as --connect-concurrency allows)")
 	connPar := fs.Int("connect-concurrency", 64, "idle: parallel dialers")
+	expiry := fs.Uint("session-expiry", 0, "Session Expiry Interval of every client, seconds (0: clean sessions; >0: persistent sessions, which a broker with persistence stores)")
 	window := fs.Int("window", 20, "QoS 1/2: messages in flight per publisher (lowered to the broker's Receive Maximum)")
 	rate := fs.Float64("rate", 0, "total publish rate in msg/s across publishers (0: unlimited; latency: default 1000)")
 	duration := fs.Duration("duration", 0, "measurement time after the warm-up (default 10s, at most 10m); idle: how long to hold the connections")
@@ -91,7 +92,7 @@ Examples:
 		Scenario: sc, URL: *url, Protocol: ver, QoS: byte(*qos), PayloadSize: *payload,
 		Publishers: *pubs, Subscribers: *subs, Pairs: *pairs,
 		Connections: *conns, ConnectRate: *connRate, ConnectConcurrency: *connPar,
-		Window: *window, Rate: *rate, Duration: *duration, Warmup: *warmup, Grace: *grace,
+		Window: *window, SessionExpiry: uint32(*expiry), Rate: *rate, Duration: *duration, Warmup: *warmup, Grace: *grace,
 		NoWarmup: warmupSet && *warmup == 0, MaxMessages: *maxMsgs, BrokerPID: *pid, AllowRemote: *allowRemote,
 	}
 	if !*quiet {

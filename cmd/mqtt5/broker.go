@@ -34,6 +34,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	noPersist := fs.Bool("no-persistence", false, "keep all state in memory only")
 	durability := fs.String("durability", "sync", "when QoS 1/2 publications are acknowledged: sync (after fsync), batch (after a group commit every --batch-interval), none (state saved at graceful shutdown only)")
 	batchInterval := fs.Duration("batch-interval", 10*time.Millisecond, "commit interval of --durability batch")
+	maxQueued := fs.Int("max-queued-messages", 0, "bound of each session's outbound queue in messages (default 10000; -1 unlimited)")
+	maxQueuedBytes := fs.Int64("max-queued-bytes", 0, "bound of each session's outbound queue in bytes (default 64 MiB)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -62,7 +64,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%w: --durability: %v", errUsage, err)
 	}
-	cfg := broker.Config{Logger: logger, SysInterval: *sysInterval, Durability: dur, BatchInterval: *batchInterval}
+	cfg := broker.Config{Logger: logger, SysInterval: *sysInterval, Durability: dur, BatchInterval: *batchInterval,
+		Queue: broker.QueueConfig{MaxMessages: *maxQueued, MaxBytes: *maxQueuedBytes}}
 	if *sysInterval == 0 {
 		cfg.SysInterval = -1
 	}

@@ -82,6 +82,11 @@ type Config struct {
 	ConnectRate float64 `json:"connect_rate,omitempty"`
 	// ConnectConcurrency is the number of parallel dialers (default 64).
 	ConnectConcurrency int `json:"connect_concurrency,omitempty"`
+	// SessionExpiry, when non-zero, makes every client's session
+	// persistent (Session Expiry Interval in seconds; Clean Session 0 in
+	// 3.1.1), so a broker with persistence stores what it queues for the
+	// subscribers. Default 0: clean sessions.
+	SessionExpiry uint32 `json:"session_expiry,omitempty"`
 	// Window is each publisher's in-flight limit for QoS>0 (default 20);
 	// it is lowered to the broker's Receive Maximum when that is smaller.
 	Window int `json:"window,omitempty"`

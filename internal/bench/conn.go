@@ -30,24 +30,27 @@ const writeBufferSize = 32 << 10
 const handshakeTimeout = 10 * time.Second
 
 // dialMQTT opens a connection and completes CONNECT/CONNACK.
-func dialMQTT(ctx context.Context, d Dialer, v packet.Version, clientID string, bufSize int) (*conn, error) {
+func dialMQTT(ctx context.Context, d Dialer, v packet.Version, clientID string, bufSize int, expiry uint32) (*conn, error) {
 	nc, err := d.Dial(ctx)
 	if err != nil {
 		return nil, err
 	}
 	c := &conn{nc: nc, r: packet.NewReader(nc, 0), w: bufio.NewWriterSize(nc, bufSize), v: v, receiveMax: 65535}
 	c.r.InitialSize = 256
-	if err := c.connect(clientID); err != nil {
+	if err := c.connect(clientID, expiry); err != nil {
 		nc.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-func (c *conn) connect(clientID string) error {
+// connect sends CONNECT: a fresh session, kept by the broker after the
+// connection when expiry > 0 (in 3.1.1: Clean Session 0).
+func (c *conn) connect(clientID string, expiry uint32) error {
 	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer c.nc.SetDeadline(time.Time{})
-	cp := packet.Connect{ClientID: clientID, CleanStart: true, Version: c.v}
+	cp := packet.Connect{ClientID: clientID, CleanStart: expiry == 0 || c.v == packet.V5, Version: c.v}
+	cp.Props.SessionExpiry = expiry
 	buf, err := cp.AppendTo(c.scratch[:0], c.v)
 	if err != nil {
 		return err

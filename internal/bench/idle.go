@@ -44,7 +44,7 @@ func (r *runner) runIdle(ctx context.Context) (*Result, error) {
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				c, err := dialMQTT(ctx, r.target.Dialer, cfg.Protocol, r.clientID("c", i), 128)
+				c, err := dialMQTT(ctx, r.target.Dialer, cfg.Protocol, r.clientID("c", i), 128, cfg.SessionExpiry)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())

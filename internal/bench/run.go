@@ -189,7 +189,7 @@ func (r *runner) setup(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, err := dialMQTT(ctx, r.target.Dialer, cfg.Protocol, r.clientID("s", i), 4<<10)
+		c, err := dialMQTT(ctx, r.target.Dialer, cfg.Protocol, r.clientID("s", i), 4<<10, cfg.SessionExpiry)
 		if err != nil {
 			return fmt.Errorf("subscriber %d: %w", i, err)
 		}
@@ -203,7 +203,7 @@ func (r *runner) setup(ctx context.Context) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c, err := dialMQTT(ctx, r.target.Dialer, cfg.Protocol, r.clientID("p", i), writeBufferSize)
+		c, err := dialMQTT(ctx, r.target.Dialer, cfg.Protocol, r.clientID("p", i), writeBufferSize, cfg.SessionExpiry)
 		if err != nil {
 			return fmt.Errorf("publisher %d: %w", i, err)
 		}
