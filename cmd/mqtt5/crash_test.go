@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"net/url"
 	"os/exec"
 	"path/filepath"
 	"runtime"
@@ -15,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eclipse/paho.golang/autopaho"
+	"github.com/eclipse/paho.golang/paho"
 	"github.com/mqtt5go/mqtt5/client"
 	"github.com/mqtt5go/mqtt5/packet"
 )
@@ -167,6 +170,44 @@ func crashRounds(t *testing.T, durability string) {
 			dcancel()
 		}
 	}()
+	// A second persistent QoS 1 subscriber that nobody here wrote:
+	// paho.golang's autopaho, reconnecting on its own.
+	pahoGot := &tally{got: map[string]int{}}
+	u, err := url.Parse("mqtt://" + p.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cm, err := autopaho.NewConnection(ctx, autopaho.ClientConfig{
+		ServerUrls:                    []*url.URL{u},
+		KeepAlive:                     30,
+		CleanStartOnInitialConnection: true,
+		SessionExpiryInterval:         3600,
+		ReconnectBackoff:              func(int) time.Duration { return 20 * time.Millisecond },
+		ConnectTimeout:                5 * time.Second,
+		ClientConfig: paho.ClientConfig{
+			ClientID: "crash-paho-1",
+			OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(pr paho.PublishReceived) (bool, error) {
+				pahoGot.add(string(pr.Packet.Payload))
+				return true, nil
+			}},
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		dctx, dcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		cm.Disconnect(dctx)
+		dcancel()
+	}()
+	actx, acancel := context.WithTimeout(ctx, 10*time.Second)
+	if err := cm.AwaitConnection(actx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cm.Subscribe(actx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: "crash/q1/#", QoS: 1}}}); err != nil {
+		t.Fatal(err)
+	}
+	acancel()
 
 	// Publishers: each publishes numbered messages one after the other and
 	// records the ones whose acknowledgement (PUBACK / PUBCOMP) arrived.
@@ -234,6 +275,16 @@ func crashRounds(t *testing.T, durability string) {
 					t.Fatalf("QoS %d: acknowledged message %s never delivered (%d acknowledged)", qos, s, len(want))
 				}
 				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		if qos == 1 {
+			for _, s := range want {
+				for pahoGot.count(s) == 0 {
+					if time.Now().After(deadline) {
+						t.Fatalf("QoS 1: acknowledged message %s never delivered to the paho.golang subscriber", s)
+					}
+					time.Sleep(10 * time.Millisecond)
+				}
 			}
 		}
 		t.Logf("%s: QoS %d: %d messages acknowledged across %d crashes, all delivered", durability, qos, len(want), rounds)
