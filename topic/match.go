@@ -95,17 +95,30 @@ func Covers(outer, inner string) bool {
 		// avoids treating "zero levels" as a topic at the root.
 		inner = "+/#"
 	}
-	for {
+	// emptyRoot is true while the only level consumed is the empty first
+	// level of a filter starting with '/'.
+	emptyRoot := false
+	for depth := 0; ; depth++ {
 		ol, orest, omore := cut(outer)
 		if ol == "#" {
 			return true
 		}
 		il, irest, imore := cut(inner)
 		if il == "#" {
+			if emptyRoot {
+				// "/#" would match the topic "" at the previous level, and
+				// "" is not a topic name: here '#' matches exactly what
+				// "+/#" matches.
+				inner, emptyRoot = "+/#", false
+				depth--
+				continue
+			}
 			// inner matches here the topic that ends at the previous level
 			// ("a/#" matches "a"), which outer (not '#') does not match.
 			return false
 		}
+		emptyRoot = depth == 0 && il == ""
+
 		if ol != "+" && (il == "+" || il != ol) {
 			return false
 		}

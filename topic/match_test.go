@@ -98,6 +98,12 @@ var coverCases = []struct {
 	outer, inner string
 	want         bool
 }{
+	// "/#" cannot match the empty topic at its root: it matches what
+	// "/+/#" matches (found by FuzzCovers).
+	{"/+/#", "/#", true},
+	{"+/+/#", "/#", true},
+	{"/+", "/#", false},
+	{"/+/#", "/+/#", true},
 	{"a", "a", true},
 	{"a", "b", false},
 	{"a/b", "a", false},
