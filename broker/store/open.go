@@ -1,4 +1,5 @@
 package store
 
-// OpenDefault opens the default on-disk engine in directory dir.
-func OpenDefault(dir string, opts Options) (Store, error) { return OpenBolt(dir, opts) }
+// OpenDefault opens the default on-disk engine, Pebble (see OpenPebble and
+// docs/persistence.md), in directory dir.
+func OpenDefault(dir string, opts Options) (Store, error) { return OpenPebble(dir, opts) }

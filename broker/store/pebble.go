@@ -34,7 +34,7 @@ func OpenPebble(dir string, opts Options) (Store, error) {
 	}
 	// Pebble's own disk-health wrapper leaks its goroutine when Open
 	// fails; this one is closed on every path.
-	fs, fsCloser := vfs.WithDiskHealthChecks(vfs.Default, 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
+	fs, fsCloser := vfs.WithDiskHealthChecks(pebbleFS(vfs.Default), 5*time.Second, nil, func(info vfs.DiskSlowInfo) {
 		log.Warn("store: pebble: slow disk", "path", info.Path, "op", info.OpType.String(), "duration", info.Duration)
 	})
 	db, err := pebble.Open(dir, &pebble.Options{
@@ -53,6 +53,9 @@ func OpenPebble(dir string, opts Options) (Store, error) {
 	return openKV("pebble", b, log)
 }
 
+// pebbleFS lets tests wrap Pebble's file system (to inject I/O errors).
+var pebbleFS = func(fs vfs.FS) vfs.FS { return fs }
+
 type pebbleBackend struct {
 	db       *pebble.DB
 	fsCloser io.Closer
@@ -60,8 +63,12 @@ type pebbleBackend struct {
 	broken   atomic.Pointer[error] // set once Pebble reported a fatal error
 }
 
-// pebbleFatal is what pebbleLogger.Fatalf panics with.
-type pebbleFatal struct{ msg string }
+// pebbleFatal is what pebbleLogger.Fatalf panics with: the message and
+// the error among its arguments, if any.
+type pebbleFatal struct {
+	msg string
+	err error
+}
 
 type pebbleLogger struct{ l *slog.Logger }
 
@@ -74,9 +81,15 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 }
 
 func (p pebbleLogger) Fatalf(format string, args ...any) {
-	msg := fmt.Sprintf(format, args...)
-	p.l.Error("pebble: fatal: " + msg)
-	panic(pebbleFatal{msg})
+	f := pebbleFatal{msg: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if e, ok := a.(error); ok {
+			f.err = e
+			break
+		}
+	}
+	p.l.Error("pebble: fatal: " + f.msg)
+	panic(f)
 }
 
 func (b *pebbleBackend) isBroken() error {
@@ -96,7 +109,10 @@ func (b *pebbleBackend) write(ops []kvOp) (err error) {
 			if !ok {
 				panic(r)
 			}
-			e := fmt.Errorf("store: pebble: %s", f.msg)
+			e := fmt.Errorf("store: pebble: %s (restart needed)", f.msg)
+			if f.err != nil {
+				e = fmt.Errorf("store: pebble: fatal, restart needed: %w", f.err)
+			}
 			b.broken.CompareAndSwap(nil, &e)
 			err = e
 		}
