@@ -134,14 +134,11 @@ func TestSysTopics(t *testing.T) {
 		b := newTestBroker(t, Config{SysInterval: 5 * time.Second, Version: "mqtt5 test"})
 		c := dial(t, b, packet.V5, "c")
 		c.subscribe(1, packet.Subscription{Filter: "$SYS/broker/#"})
-		// The retained values of the first publication (made when the
-		// broker started, maybe before this client connected).
+		// The first publication, made when the broker started: retained
+		// copies if it ran before the subscription, live ones otherwise.
 		seen := map[string]string{}
 		for len(seen) < 13 {
 			p := recvAs[*packet.Publish](c)
-			if !p.Retain {
-				t.Fatalf("%s: not retained", p.Topic)
-			}
 			seen[p.Topic] = string(p.Payload)
 		}
 		if seen["$SYS/broker/version"] != "mqtt5 test" {
