@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"math/rand/v2"
@@ -36,7 +35,7 @@ type brokerProc struct {
 	addr string
 	args []string
 	cmd  *exec.Cmd
-	log  bytes.Buffer
+	log  syncBuffer // the child's output (see clientflags_test.go)
 }
 
 func buildBinary(t *testing.T) string {

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
 )
@@ -194,6 +195,15 @@ func TestPubRetained(t *testing.T) {
 	runCmd(t, b.args("pub", "-t", "ret/b", "-m", "fresh")...)
 	if code, out, errs := sub.wait(t); code != 0 || out != "stale\n" {
 		t.Fatalf("sub --retained-only: exit %d %q %q", code, out, errs)
+	}
+	// The removal is a QoS 0 publish the broker handles asynchronously:
+	// wait until it has, then nothing retained remains to receive.
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Stats().Retained != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("retained messages left: %d", b.Stats().Retained)
+		}
+		time.Sleep(time.Millisecond)
 	}
 	if code, _, errs := runCmd(t, b.args("sub", "-t", "ret/#", "-C", "1", "-W", "1")...); code != 1 || !strings.Contains(errs, "timed out") {
 		t.Fatalf("retained message not removed: exit %d %q", code, errs)
