@@ -7,7 +7,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -416,17 +415,4 @@ func (b *Broker) Stats() Stats {
 	st.Sessions = int64(len(b.sessions))
 	b.sessMu.Unlock()
 	return st
-}
-
-// isLoopback reports whether addr (host:port) binds only loopback.
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

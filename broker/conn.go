@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -1053,7 +1052,3 @@ func (c *conn) end(err error) {
 		s.mu.Unlock()
 	}
 }
-
-// readFull is io.ReadFull with the connection's deadline handling, used in
-// the handshake.
-var _ = io.ReadFull

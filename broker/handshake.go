@@ -2,7 +2,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -289,13 +288,11 @@ func (c *conn) handshake(ctx context.Context) error {
 func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, ack *packet.Connack) error {
 	b := c.b
 	var (
-		wills    []*Message
-		ended    *session
-		oldConn  *conn
-		s        *session
-		resumed  bool
-		redisp   []delivery
-		redispOf *session
+		wills   []*Message
+		ended   *session
+		oldConn *conn
+		s       *session
+		resumed bool
 	)
 	b.sessMu.Lock()
 	if assign {
@@ -372,8 +369,7 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 		b.log.Debug("session taken over", "client", clientID)
 	}
 	if ended != nil {
-		redisp, redispOf = b.finishEnd(ended)
-		b.redispatch(redisp, redispOf)
+		b.redispatch(b.finishEnd(ended), nil)
 	}
 	for _, w := range wills {
 		b.publishWill(w, s)
@@ -396,7 +392,7 @@ func (b *Broker) endSessionLocked(s *session) {
 
 // finishEnd removes an ended session's subscriptions and stored state and
 // returns the shared-subscription deliveries it held.
-func (b *Broker) finishEnd(s *session) ([]delivery, *session) {
+func (b *Broker) finishEnd(s *session) []delivery {
 	if b.persisting() {
 		b.submit([]store.Op{{Kind: store.DeleteSession, ClientID: s.id}}, nil)
 	}
@@ -414,7 +410,7 @@ func (b *Broker) finishEnd(s *session) ([]delivery, *session) {
 	for _, f := range filters {
 		b.router.unsubscribe(f, s)
 	}
-	return taken, nil
+	return taken
 }
 
 // detach runs when a connection ends: the session lives on (expiry > 0)
@@ -466,7 +462,7 @@ func (b *Broker) detach(c *conn, s *session) {
 		// Still under sessMu: no connection can resume s in between.
 		b.endSessionLocked(s)
 		b.sessMu.Unlock()
-		t, _ := b.finishEnd(s)
+		t := b.finishEnd(s)
 		taken = append(taken, t...)
 		b.redispatch(taken, nil)
 	} else {
@@ -510,7 +506,7 @@ func (b *Broker) expire(s *session) {
 	s.mu.Unlock()
 	b.endSessionLocked(s)
 	b.sessMu.Unlock()
-	taken, _ := b.finishEnd(s)
+	taken := b.finishEnd(s)
 	b.redispatch(taken, nil)
 	if w != nil {
 		b.publishWill(w, s)
@@ -570,5 +566,3 @@ func (c *conn) handleReauth(ctx context.Context, a *packet.Auth) error {
 	// [MQTT-4.12.1-2] a failed re-authentication disconnects.
 	return &packet.Error{Code: rc, Type: packet.AUTH, Reason: "re-authentication failed"}
 }
-
-var _ = errors.New
