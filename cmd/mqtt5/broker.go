@@ -170,4 +170,3 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	}
 	return nil, fmt.Errorf("%w: --log-format must be text or json", errUsage)
 }
-
