@@ -221,13 +221,23 @@ func (c *conn) send(p packet.Packet) error {
 	s := c.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if err := c.ctrlRoomLocked(); err != nil {
+		return err
+	}
+	return c.appendCtrlLocked(p)
+}
+
+// ctrlRoomLocked waits while too many control packets are queued (the read
+// loop then stops reading: back-pressure on a client that does not read)
+// and fails once the connection is closing.
+func (c *conn) ctrlRoomLocked() error {
 	for len(c.ctrl) > maxCtrlBacklog && !c.closed {
 		c.ctrlDrain.Wait()
 	}
 	if c.closed || c.closing {
 		return errClosedByServer
 	}
-	return c.appendCtrlLocked(p)
+	return nil
 }
 
 // sendAck queues PUBACK, PUBREC, PUBREL or PUBCOMP without properties; it
@@ -236,11 +246,8 @@ func (c *conn) sendAck(t packet.Type, id uint16, rc packet.ReasonCode) error {
 	s := c.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for len(c.ctrl) > maxCtrlBacklog && !c.closed {
-		c.ctrlDrain.Wait()
-	}
-	if c.closed || c.closing {
-		return errClosedByServer
+	if err := c.ctrlRoomLocked(); err != nil {
+		return err
 	}
 	c.appendAckLocked(t, id, rc)
 	return nil
@@ -955,12 +962,9 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 		opp = &ops
 	}
 	s.mu.Lock()
-	for len(c.ctrl) > maxCtrlBacklog && !c.closed {
-		c.ctrlDrain.Wait()
-	}
-	if c.closed || c.closing {
+	if err := c.ctrlRoomLocked(); err != nil {
 		s.mu.Unlock()
-		return errClosedByServer
+		return err
 	}
 	for _, a := range ok {
 		_, existed := s.subs[a.filter]

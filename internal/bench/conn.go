@@ -51,15 +51,7 @@ func (c *conn) connect(clientID string, expiry uint32) error {
 	defer c.nc.SetDeadline(time.Time{})
 	cp := packet.Connect{ClientID: clientID, CleanStart: expiry == 0 || c.v == packet.V5, Version: c.v}
 	cp.Props.SessionExpiry = expiry
-	buf, err := cp.AppendTo(c.scratch[:0], c.v)
-	if err != nil {
-		return err
-	}
-	c.scratch = buf
-	if _, err := c.w.Write(buf); err != nil {
-		return err
-	}
-	if err := c.w.Flush(); err != nil {
+	if err := c.sendNow(&cp); err != nil {
 		return err
 	}
 	for {
@@ -92,15 +84,7 @@ func (c *conn) subscribe(filter string, qos byte) error {
 	c.nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	defer c.nc.SetDeadline(time.Time{})
 	s := packet.Subscribe{PacketID: 1, Subscriptions: []packet.Subscription{{Filter: filter, QoS: qos}}}
-	buf, err := s.AppendTo(c.scratch[:0], c.v)
-	if err != nil {
-		return err
-	}
-	c.scratch = buf
-	if _, err := c.w.Write(buf); err != nil {
-		return err
-	}
-	if err := c.w.Flush(); err != nil {
+	if err := c.sendNow(&s); err != nil {
 		return err
 	}
 	for {
@@ -131,4 +115,17 @@ func (c *conn) disconnect() {
 		c.w.Flush()
 	}
 	c.nc.Close()
+}
+
+// sendNow encodes p and writes it out at once (set-up packets only).
+func (c *conn) sendNow(p packet.Packet) error {
+	buf, err := p.AppendTo(c.scratch[:0], c.v)
+	if err != nil {
+		return err
+	}
+	c.scratch = buf
+	if _, err := c.w.Write(buf); err != nil {
+		return err
+	}
+	return c.w.Flush()
 }
