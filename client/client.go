@@ -146,6 +146,7 @@ type Client struct {
 	router    router
 	events    eventQueue
 	connected atomic.Bool
+	transport atomic.Pointer[conn] // the live connection, nil while offline
 
 	// Counters, for tests and diagnostics.
 	inflightMax atomic.Int64 // high-water mark of outbound QoS 1/2 in flight
@@ -603,6 +604,27 @@ func (c *Client) Reauthenticate(ctx context.Context) error {
 			return c.closedErr()
 		}
 	}
+}
+
+// ErrNotMigratable is returned by Migrate when the connection's transport
+// cannot move to another network path (only QUIC can).
+var ErrNotMigratable = errors.New("mqtt client: transport does not support migration")
+
+// Migrate moves the live connection to a new local network path (a new
+// UDP socket for QUIC) without losing the session or messages in flight,
+// for example after the device changed networks. It fails with
+// ErrNotMigratable for transports other than quic://, and with
+// ErrNotConnected while offline.
+func (c *Client) Migrate(ctx context.Context) error {
+	k := c.transport.Load()
+	if k == nil {
+		return ErrNotConnected
+	}
+	m, ok := k.rwc.(interface{ Migrate(context.Context) error })
+	if !ok {
+		return ErrNotMigratable
+	}
+	return m.Migrate(ctx)
 }
 
 // sendAck hands an acknowledgement decision to the engine.

@@ -20,9 +20,11 @@
 //
 // Server addresses are URLs: mqtt:// and tcp:// (port 1883), mqtts://,
 // ssl:// and tls:// (8883), ws:// (80), wss:// (443), quic:// (14567), or a
-// bare host:port for TCP. TCP and TLS are built in; other transports plug in
-// through Options.Dialers (a Dialer returns an io.ReadWriteCloser), and
-// without one connecting fails with ErrTransportUnavailable.
+// bare host:port for TCP. Every transport is built in (package transport):
+// TCP, TLS, WebSocket and QUIC (single-stream or multistream, see package
+// mqttquic, with connection migration through Client.Migrate). A Dialer in
+// Options.Dialers replaces the built-in one for its scheme (it returns an
+// io.ReadWriteCloser).
 //
 // The protocol is 5.0 unless Options.Version says packet.V311. Every CONNECT
 // field and property is in Options (will with its properties and delay,

@@ -366,6 +366,7 @@ func (e *engine) install(hs *handshake) *ConnectInfo {
 	ca := hs.connack
 	pr := &ca.Props
 	e.conn = c.startConn(hs)
+	c.transport.Store(e.conn)
 	if hs.moved {
 		e.server = hs.server // Server Moved: use the new server from now on
 	}
@@ -576,6 +577,7 @@ func (e *engine) connLost(cause error, d *packet.Disconnect) {
 	}
 	c := e.c
 	e.conn.teardown(d == nil && !errors.Is(cause, ErrConnectionLost))
+	c.transport.CompareAndSwap(e.conn, nil)
 	e.conn = nil
 	c.connected.Store(false)
 	e.stopKeepalive()
@@ -709,6 +711,7 @@ func (e *engine) disconnect() {
 		}
 		// [MQTT-3.14.4-1] nothing more is sent; [MQTT-3.14.4-2] close.
 		e.conn.teardown(false)
+		e.c.transport.Store(nil)
 		e.conn = nil
 		e.c.connected.Store(false)
 		if f := e.o.OnDisconnect; f != nil {
@@ -755,6 +758,7 @@ func (e *engine) shutdown() {
 		e.conn.teardown(false)
 		e.conn = nil
 	}
+	c.transport.Store(nil)
 	c.connected.Store(false)
 	e.stopKeepalive()
 	if e.rcTimer != nil {

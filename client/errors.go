@@ -32,8 +32,8 @@ var (
 	// ErrKeepAliveTimeout is the cause reported when the server did not
 	// answer within the keep alive timeout.
 	ErrKeepAliveTimeout = fmt.Errorf("mqtt client: keep alive timeout: %w", ErrConnectionLost)
-	// ErrTransportUnavailable is returned when no Dialer handles the URL
-	// scheme (ws, wss and quic need one in Options.Dialers).
+	// ErrTransportUnavailable is returned when no transport serves the
+	// URL scheme (neither a built-in one nor an Options.Dialers entry).
 	ErrTransportUnavailable = errors.New("mqtt client: transport not available")
 	// ErrAlreadyAcknowledged is returned by a second Ack or Reject.
 	ErrAlreadyAcknowledged = errors.New("mqtt client: message already acknowledged")

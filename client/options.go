@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"time"
 
 	"github.com/mqtt5go/mqtt5/packet"
+	"github.com/mqtt5go/mqtt5/transport/mqttquic"
 )
 
 // Options configures a Client. The zero value, plus Server, is usable: every
@@ -17,9 +19,8 @@ import (
 type Options struct {
 	// Server is the broker address: a URL with scheme mqtt:// or tcp://
 	// (default port 1883), mqtts://, ssl:// or tls:// (8883), ws:// (80),
-	// wss:// (443), quic:// (14567), or a bare host:port (TCP). ws, wss and
-	// quic need a Dialer in Dialers; without one, connecting fails with
-	// ErrTransportUnavailable.
+	// wss:// (443; both with path /mqtt unless the URL has one), quic://
+	// (14567), or a bare host:port (TCP).
 	Server string
 
 	// ClientID is the client identifier. Empty asks a v5 server to assign
@@ -94,13 +95,24 @@ type Options struct {
 	// AUTH exchange and CONNACK. Default 30 s.
 	ConnectTimeout time.Duration
 
-	// TLSConfig is used for mqtts/ssl/tls (and handed to Dialers). Nil uses
-	// the system roots; ServerName defaults to the host of the URL.
+	// TLSConfig is used for mqtts/ssl/tls, wss and quic (and handed to
+	// Dialers). Nil uses the system roots; ServerName defaults to the host
+	// of the URL (an IP literal is verified against the certificate's IP
+	// addresses). transport.ClientTLS builds one from files or PEM/DER
+	// bytes. quic:// verifies certificates like the others; only
+	// InsecureSkipVerify turns that off.
 	TLSConfig *tls.Config
 
+	// WebSocketHeader is sent with the WebSocket upgrade request of ws://
+	// and wss:// connections (for example Authorization for a proxy).
+	WebSocketHeader http.Header
+
+	// QUIC configures quic:// connections: ALPN mode, stream strategy,
+	// datagrams (see package mqttquic).
+	QUIC mqttquic.DialConfig
+
 	// Dialers maps a URL scheme to the Dialer that opens its transport; an
-	// entry overrides the built-in TCP and TLS dialers, and it is how ws,
-	// wss and quic are plugged in.
+	// entry overrides the built-in one (package transport).
 	Dialers map[string]Dialer
 
 	// TopicAliases enables automatic outbound Topic Aliases (v5), bounded

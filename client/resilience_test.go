@@ -490,13 +490,16 @@ func TestUseAnotherServer(t *testing.T) {
 	})
 }
 
-func TestTransportUnavailable(t *testing.T) {
-	for _, u := range []string{"ws://127.0.0.1:1", "wss://127.0.0.1:1", "quic://127.0.0.1:1"} {
-		c, err := New(Options{Server: u})
+// Every transport scheme is built in; a refused connection is a dial error,
+// and an unknown scheme is refused up front.
+func TestBuiltInTransports(t *testing.T) {
+	for _, u := range []string{"ws://127.0.0.1:1", "wss://127.0.0.1:1", "quic://127.0.0.1:1", "mqtts://127.0.0.1:1"} {
+		c, err := New(Options{Server: u, DisableReconnect: true, ConnectTimeout: 2 * time.Second})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.Connect(testCtx(t)); !errors.Is(err, ErrTransportUnavailable) {
+		_, err = c.Connect(testCtx(t))
+		if err == nil || errors.Is(err, ErrTransportUnavailable) {
 			t.Errorf("%s: %v", u, err)
 		}
 	}
@@ -519,7 +522,7 @@ func TestDialerSeam(t *testing.T) {
 		return d.DialContext(ctx, "tcp", b.addr())
 	})
 	c, info := connect(t, Options{Server: "ws://broker.example", Dialers: map[string]Dialer{"ws": ws}})
-	if dialed.Load() != 1 || info.Server != "ws://broker.example:80" {
+	if dialed.Load() != 1 || info.Server != "ws://broker.example:80/mqtt" {
 		t.Errorf("dialed %d times, server %s", dialed.Load(), info.Server)
 	}
 	if err := c.Publish(testCtx(t), &Message{Topic: "ws", QoS: 1}); err != nil {

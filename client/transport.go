@@ -3,11 +3,14 @@ package client
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/url"
 	"strings"
+
+	"github.com/mqtt5go/mqtt5/transport"
 )
 
 // Dialer opens the byte stream of one transport. A WebSocket Dialer must
@@ -32,38 +35,13 @@ func (f DialerFunc) Dial(ctx context.Context, u *url.URL, cfg *tls.Config) (io.R
 	return f(ctx, u, cfg)
 }
 
-// defaultPorts lists the schemes the client knows, with their default ports.
-var defaultPorts = map[string]string{
-	"mqtt":  "1883",
-	"tcp":   "1883",
-	"mqtts": "8883",
-	"ssl":   "8883",
-	"tls":   "8883",
-	"ws":    "80",
-	"wss":   "443",
-	"quic":  "14567",
-}
-
 // parseServer parses a server address: a URL with a known scheme, or a bare
-// host[:port] meaning TCP. The result always has a port.
+// host[:port] meaning TCP. The result always has a port (and a path for
+// ws/wss).
 func parseServer(s string) (*url.URL, error) {
-	if !strings.Contains(s, "://") {
-		s = "tcp://" + s
-	}
-	u, err := url.Parse(s)
+	u, err := transport.ParseServerURL(s)
 	if err != nil {
-		return nil, fmt.Errorf("mqtt client: server address %q: %w", s, err)
-	}
-	u.Scheme = strings.ToLower(u.Scheme)
-	port, ok := defaultPorts[u.Scheme]
-	if !ok {
-		return nil, fmt.Errorf("mqtt client: server address %q: unknown scheme %q", s, u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return nil, fmt.Errorf("mqtt client: server address %q: no host", s)
-	}
-	if u.Port() == "" {
-		u.Host = net.JoinHostPort(u.Hostname(), port)
+		return nil, fmt.Errorf("mqtt client: %w", err)
 	}
 	return u, nil
 }
@@ -83,32 +61,36 @@ func resolveReference(cur *url.URL, ref string) (*url.URL, error) {
 		if _, _, err := net.SplitHostPort(ref); err != nil {
 			// No port: a host name or a bracketed/bare IPv6 literal.
 			h := strings.TrimSuffix(strings.TrimPrefix(ref, "["), "]")
-			ref = net.JoinHostPort(h, defaultPorts[cur.Scheme])
+			ref = net.JoinHostPort(h, defaultPort(cur.Scheme))
 		}
 		ref = cur.Scheme + "://" + ref
 	}
 	return parseServer(ref)
 }
 
-// dial opens the transport for u.
+// defaultPort is the port a server URL of the scheme has when it names
+// none.
+func defaultPort(scheme string) string {
+	u, err := transport.ParseServerURL(scheme + "://h")
+	if err != nil {
+		return ""
+	}
+	return u.Port()
+}
+
+// dial opens the transport for u: a Dialer registered for its scheme, or
+// the built-in one (TCP, TLS, WebSocket, QUIC).
 func (c *Client) dial(ctx context.Context, u *url.URL) (io.ReadWriteCloser, error) {
 	if d := c.opts.Dialers[u.Scheme]; d != nil {
 		return d.Dial(ctx, u, c.opts.TLSConfig)
 	}
-	switch u.Scheme {
-	case "mqtt", "tcp":
-		var d net.Dialer
-		return d.DialContext(ctx, "tcp", u.Host)
-	case "mqtts", "ssl", "tls":
-		cfg := c.opts.TLSConfig.Clone()
-		if cfg == nil {
-			cfg = &tls.Config{}
-		}
-		if cfg.ServerName == "" {
-			cfg.ServerName = u.Hostname()
-		}
-		d := tls.Dialer{Config: cfg}
-		return d.DialContext(ctx, "tcp", u.Host)
+	nc, err := transport.Dial(ctx, u, transport.DialConfig{
+		TLS:    c.opts.TLSConfig,
+		Header: c.opts.WebSocketHeader,
+		QUIC:   c.opts.QUIC,
+	})
+	if errors.Is(err, transport.ErrUnknownScheme) {
+		return nil, fmt.Errorf("%w: %s:// (register a Dialer in Options.Dialers)", ErrTransportUnavailable, u.Scheme)
 	}
-	return nil, fmt.Errorf("%w: %s:// (register a Dialer in Options.Dialers)", ErrTransportUnavailable, u.Scheme)
+	return nc, err
 }

@@ -43,7 +43,9 @@ type ListenConfig struct {
 	// picks a free one. A WebSocket URL without a path serves /mqtt.
 	URL string
 	// TLS is the server TLS configuration of mqtts, wss and quic listeners
-	// (required there). ServerTLS.Config builds one that reloads its files.
+	// (required there). NewCertReloader(...).TLSConfig() builds one that
+	// reloads its files. mqtts listeners return connections whose TLS
+	// handshake is complete.
 	TLS *tls.Config
 	// WebSocket configures ws and wss listeners.
 	WebSocket WebSocketConfig
@@ -91,7 +93,7 @@ func Listen(ctx context.Context, cfg ListenConfig) (net.Listener, error) {
 		var lc net.ListenConfig
 		return lc.Listen(ctx, "tcp", u.Host)
 	case "mqtts", "ssl", "tls":
-		if cfg.TLS == nil {
+		if cfg.TLS == nil || !hasServerCertificate(cfg.TLS) {
 			return nil, fmt.Errorf("transport: %s: a TLS listener needs a certificate", cfg.URL)
 		}
 		var lc net.ListenConfig
@@ -99,7 +101,7 @@ func Listen(ctx context.Context, cfg ListenConfig) (net.Listener, error) {
 		if err != nil {
 			return nil, err
 		}
-		return tls.NewListener(l, cfg.TLS), nil
+		return newTLSListener(l, cfg.TLS, cfg.Logger), nil
 	case "ws", "wss":
 		if u.Scheme == "wss" && cfg.TLS == nil {
 			return nil, fmt.Errorf("transport: %s: a TLS listener needs a certificate", cfg.URL)

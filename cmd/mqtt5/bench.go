@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/mqtt5go/mqtt5/internal/bench"
+	"github.com/mqtt5go/mqtt5/transport"
 )
 
 const benchSynopsis = "bench [scenario] [flags]"
@@ -38,7 +39,9 @@ Examples:
   mqtt5 bench idle --connections 10000 --pid $(pidof mosquitto)`)
 	}
 	scenario := fs.String("scenario", "fan-in", "load shape: fan-in, fan-out, p2p, shared, idle, latency")
-	url := fs.String("url", "mqtt://127.0.0.1:1883", "broker URL: mqtt://host:port or tcp://host:port (tls, ws, quic: not yet)")
+	url := fs.String("url", "mqtt://127.0.0.1:1883", "broker URL: mqtt://, tcp://, mqtts://, ws://, wss:// (path /mqtt by default) or quic://host:port")
+	cafile := fs.String("cafile", "", "mqtts, wss, quic: PEM file of the CA that signed the broker's certificate (default: system roots)")
+	insecure := fs.Bool("insecure", false, "mqtts, wss, quic: do not verify the broker's certificate (testing only)")
 	protocol := fs.String("protocol", "5", "MQTT protocol version: 5 or 3.1.1")
 	qos := fs.Int("qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	payload := fs.Int("payload", 64, fmt.Sprintf("payload size in bytes (at least %d: timestamp, publisher id, sequence number)", bench.StampSize))
@@ -94,6 +97,13 @@ Examples:
 		Connections: *conns, ConnectRate: *connRate, ConnectConcurrency: *connPar,
 		Window: *window, SessionExpiry: uint32(*expiry), Rate: *rate, Duration: *duration, Warmup: *warmup, Grace: *grace,
 		NoWarmup: warmupSet && *warmup == 0, MaxMessages: *maxMsgs, BrokerPID: *pid, AllowRemote: *allowRemote,
+	}
+	if *cafile != "" || *insecure {
+		tc, err := transport.ClientTLS{CAFile: *cafile, InsecureSkipVerify: *insecure}.Config()
+		if err != nil {
+			return fmt.Errorf("%w: --cafile: %v", errUsage, err)
+		}
+		cfg.TLS = tc
 	}
 	if !*quiet {
 		cfg.Progress = stderr

@@ -87,9 +87,9 @@ func TestBenchRefusesRemoteAndUnsupported(t *testing.T) {
 	if code != 2 || !strings.Contains(stderr, "non-loopback") || !strings.Contains(stderr, "--allow-remote") {
 		t.Errorf("remote: exit %d, %q", code, stderr)
 	}
-	code, _, stderr = runCmd(t, "bench", "--url", "ws://127.0.0.1:8080/mqtt")
-	if code != 2 || !strings.Contains(stderr, "not supported yet") {
-		t.Errorf("ws: exit %d, %q", code, stderr)
+	code, _, stderr = runCmd(t, "bench", "--url", "gopher://127.0.0.1:8080/mqtt")
+	if code != 2 || !strings.Contains(stderr, "unknown scheme") {
+		t.Errorf("gopher: exit %d, %q", code, stderr)
 	}
 	for _, args := range [][]string{
 		{"bench", "nosuch"},

@@ -7,11 +7,17 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/broker/store"
+	"github.com/mqtt5go/mqtt5/transport"
 )
 
 // stringList is a repeatable string flag.
@@ -23,7 +29,14 @@ func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("broker", "broker [flags]", stderr)
 	var listen stringList
-	fs.Var(&listen, "listen", "address to listen on, host:port or mqtt://host:port (repeatable; default 127.0.0.1:1883)")
+	fs.Var(&listen, "listen", "listener URL: mqtt://host:port, mqtts://host:port, ws://host:port/path, wss://host:port/path, quic://host:port, or host:port for TCP (repeatable; default mqtt://127.0.0.1:1883)")
+	tlsCert := fs.String("tls-cert", "", "server certificate file (PEM) of mqtts, wss and quic listeners; reloaded on SIGHUP and when the file changes")
+	tlsKey := fs.String("tls-key", "", "private key file (PEM) of --tls-cert")
+	tlsCA := fs.String("tls-ca", "", "CA certificates file (PEM) that client certificates are verified against (clients may then present one)")
+	tlsRequire := fs.Bool("tls-require-client-cert", false, "require a client certificate verified against --tls-ca on TLS listeners")
+	var wsOrigins, wsProxies stringList
+	fs.Var(&wsOrigins, "ws-allowed-origin", "Origin host pattern a browser may connect from over ws/wss, e.g. example.com or *.example.com (repeatable; default any)")
+	fs.Var(&wsProxies, "ws-trusted-proxy", "network (CIDR) whose X-Forwarded-For header is trusted on ws/wss listeners (repeatable; default none)")
 	allowAnon := fs.Bool("allow-anonymous", false, "allow clients without credentials on non-loopback listeners")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -46,18 +59,51 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	if len(listen) == 0 {
-		listen = stringList{"127.0.0.1:1883"}
+		listen = stringList{"mqtt://127.0.0.1:1883"}
 	}
-	addrs := make([]string, 0, len(listen))
+	urls := make([]*url.URL, 0, len(listen))
+	needTLS := false
 	for _, l := range listen {
-		addr, err := listenAddr(l)
+		u, err := transport.ParseListenURL(l)
 		if err != nil {
 			return fmt.Errorf("%w: --listen %s: %v", errUsage, l, err)
 		}
-		if !isLoopbackAddr(addr) && !*allowAnon {
-			return fmt.Errorf("%w: refusing to listen on %s without authentication: anonymous access is allowed only on loopback; pass --allow-anonymous to accept anonymous clients there", errUsage, addr)
+		if !isLoopbackAddr(u.Host) && !*allowAnon {
+			return fmt.Errorf("%w: refusing to listen on %s without authentication: anonymous access is allowed only on loopback; pass --allow-anonymous to accept anonymous clients there", errUsage, u.Host)
 		}
-		addrs = append(addrs, addr)
+		switch u.Scheme {
+		case "mqtts", "ssl", "tls", "wss", "quic":
+			needTLS = true
+		}
+		urls = append(urls, u)
+	}
+	if needTLS && (*tlsCert == "" || *tlsKey == "") {
+		return fmt.Errorf("%w: mqtts, wss and quic listeners need --tls-cert and --tls-key", errUsage)
+	}
+	if *tlsRequire && *tlsCA == "" {
+		return fmt.Errorf("%w: --tls-require-client-cert needs --tls-ca", errUsage)
+	}
+	wsCfg := transport.WebSocketConfig{AllowedOrigins: wsOrigins}
+	for _, p := range wsProxies {
+		pfx, err := parsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("%w: --ws-trusted-proxy %s: %v", errUsage, p, err)
+		}
+		wsCfg.TrustedProxies = append(wsCfg.TrustedProxies, pfx)
+	}
+	var certs *transport.CertReloader
+	if needTLS {
+		auth := transport.ClientCertNone
+		if *tlsCA != "" {
+			auth = transport.ClientCertOptional
+		}
+		if *tlsRequire {
+			auth = transport.ClientCertRequired
+		}
+		certs, err = transport.NewCertReloader(transport.ServerTLS{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsCA, ClientAuth: auth}, logger)
+		if err != nil {
+			return err
+		}
 	}
 	dur, err := broker.ParseDurability(*durability)
 	if err != nil {
@@ -86,21 +132,29 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 
-	listeners := make([]net.Listener, 0, len(addrs))
-	for _, a := range addrs {
-		l, err := net.Listen("tcp", a)
+	listeners := make([]net.Listener, 0, len(urls))
+	for _, u := range urls {
+		lc := transport.ListenConfig{URL: u.String(), WebSocket: wsCfg, Logger: logger}
+		if certs != nil {
+			lc.TLS = certs.TLSConfig()
+		}
+		l, err := transport.Listen(ctx, lc)
 		if err != nil {
 			for _, l := range listeners {
 				l.Close()
 			}
 			b.Shutdown(context.Background())
-			return err
+			return fmt.Errorf("listen %s: %w", u, err)
 		}
 		listeners = append(listeners, l)
+		logger.Info("listening", "url", listenerURL(u, l.Addr()))
+	}
+	if certs != nil {
+		go certs.Watch(ctx)
+		go reloadOnHangup(ctx, certs, logger)
 	}
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
-		logger.Info("listening", "transport", "tcp", "addr", l.Addr().String())
 		go func(l net.Listener) { errc <- b.Serve(l) }(l)
 	}
 	select {
@@ -122,32 +176,54 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// listenAddr turns a --listen value into host:port. Plain host:port and
-// mqtt:// / tcp:// URLs are TCP.
-func listenAddr(s string) (string, error) {
-	for _, p := range []string{"mqtt://", "tcp://"} {
-		if strings.HasPrefix(s, p) {
-			s = strings.TrimPrefix(s, p)
-			break
+// listenerURL is u with the port the listener really bound (port 0 picks
+// one).
+func listenerURL(u *url.URL, a net.Addr) string {
+	cp := *u
+	if _, port, err := net.SplitHostPort(a.String()); err == nil {
+		cp.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	return cp.String()
+}
+
+// parsePrefix parses a CIDR network or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		return netip.ParsePrefix(s)
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// reloadOnHangup reloads the TLS certificates on each SIGHUP.
+func reloadOnHangup(ctx context.Context, certs *transport.CertReloader, logger *slog.Logger) {
+	ch := make(chan os.Signal, 1)
+	signal.Notify(ch, syscall.SIGHUP)
+	defer signal.Stop(ch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ch:
+			if err := certs.Reload(); err != nil {
+				logger.Error("reload TLS certificates; keeping the current ones", "err", err)
+			} else {
+				logger.Info("TLS certificates reloaded")
+			}
 		}
 	}
-	if strings.Contains(s, "://") {
-		return "", fmt.Errorf("unsupported scheme (supported: mqtt://, tcp://)")
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", err
-	}
-	if port == "" {
-		port = "1883"
-	}
-	return net.JoinHostPort(host, port), nil
 }
 
 func isLoopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return false
+	}
+	if host == "" {
+		return false // every address
 	}
 	if strings.EqualFold(host, "localhost") {
 		return true

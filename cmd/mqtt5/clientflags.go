@@ -269,7 +269,7 @@ func (cf *connFlags) register(c *cli, allowedProps ...string) {
 		return nil
 	})
 	c.value("L", "url", "URL", "broker and topic as a URL: mqtt(s)://[user[:password]@]host[:port]/topic "+
-		"(schemes mqtt, tcp, mqtts, ssl, tls; ws, wss and quic are not available yet)", func(v string) error {
+		"(schemes mqtt, tcp, mqtts, ssl, tls, ws, wss (path /mqtt), quic)", func(v string) error {
 		cf.url = v
 		return nil
 	})
@@ -441,8 +441,8 @@ func (cf *connFlags) options(errw io.Writer) (client.Options, error) {
 		if err != nil {
 			return o, fmt.Errorf("%w: -L: %v", errUsage, err)
 		}
-		if tlsFlags && !tlsScheme(u.scheme) {
-			return o, fmt.Errorf("%w: TLS flags with a %s:// URL (use mqtts://)", errUsage, u.scheme)
+		if tlsFlags && !tlsScheme(u.scheme) && u.scheme != "quic" {
+			return o, fmt.Errorf("%w: TLS flags with a %s:// URL (use mqtts://, wss:// or quic://)", errUsage, u.scheme)
 		}
 		scheme, host, port = u.scheme, u.host, u.port
 		if u.userSet && !cf.userSet {

@@ -441,9 +441,9 @@ func TestClientBrokerRefusals(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "request refused: not authorized (0x87)") {
 		t.Errorf("rr: exit %d, %q", code, errs)
 	}
-	// A transport the command does not have.
+	// Nobody listening on a WebSocket URL: a clear connection error.
 	code, _, errs = runCmd(t, "pub", "-L", "ws://127.0.0.1:1/a", "-m", "x")
-	if code != 1 || !strings.Contains(errs, "transport not available") {
+	if code != 1 || !strings.Contains(errs, "connection failed") || !strings.Contains(errs, "ws://127.0.0.1:1/mqtt") {
 		t.Errorf("ws: exit %d, %q", code, errs)
 	}
 	// Nobody listening.

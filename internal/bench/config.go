@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/mqtt5go/mqtt5/packet"
+	"github.com/mqtt5go/mqtt5/transport/mqttquic"
 )
 
 // Scenario names a load shape.
@@ -60,9 +62,13 @@ const (
 // beside them (per scenario where it says so).
 type Config struct {
 	Scenario Scenario `json:"scenario"`
-	// URL of the broker: mqtt://host:port or tcp://host:port (default
-	// mqtt://127.0.0.1:1883).
+	// URL of the broker: mqtt://, tcp://, mqtts://, ws://, wss:// or
+	// quic://host:port (default mqtt://127.0.0.1:1883).
 	URL string `json:"url"`
+	// TLS is the client TLS configuration of mqtts, wss and quic URLs.
+	TLS *tls.Config `json:"-"`
+	// QUIC configures quic URLs (ALPN mode, stream strategy, datagrams).
+	QUIC mqttquic.DialConfig `json:"-"`
 	// Protocol is packet.V5 (default) or packet.V311.
 	Protocol packet.Version `json:"protocol"`
 	// QoS of publications and subscriptions (0, 1 or 2).

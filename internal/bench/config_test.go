@@ -3,31 +3,30 @@ package bench
 import (
 	"context"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/mqtt5go/mqtt5/packet"
+	"github.com/mqtt5go/mqtt5/transport"
 )
 
 func TestParseTarget(t *testing.T) {
-	for _, tc := range []struct{ in, addr string }{
-		{"mqtt://127.0.0.1:1883", "127.0.0.1:1883"},
-		{"tcp://localhost:2000", "localhost:2000"},
-		{"mqtt://[::1]", "[::1]:1883"},
-		{"127.0.0.1:1884", "127.0.0.1:1884"},
+	for _, tc := range []struct{ in, scheme, addr string }{
+		{"mqtt://127.0.0.1:1883", "mqtt", "127.0.0.1:1883"},
+		{"tcp://localhost:2000", "tcp", "localhost:2000"},
+		{"mqtt://[::1]", "mqtt", "[::1]:1883"},
+		{"127.0.0.1:1884", "mqtt", "127.0.0.1:1884"},
+		{"mqtts://127.0.0.1", "mqtts", "127.0.0.1:8883"},
+		{"ws://127.0.0.1:8080/mqtt", "ws", "127.0.0.1:8080"},
+		{"wss://localhost", "wss", "localhost:443"},
+		{"quic://127.0.0.1", "quic", "127.0.0.1:14567"},
 	} {
-		tg, err := ParseTarget(tc.in)
-		if err != nil || tg.Addr != tc.addr || tg.Dialer == nil {
+		tg, err := ParseTarget(tc.in, transport.DialConfig{})
+		if err != nil || tg.Scheme != tc.scheme || tg.Addr != tc.addr || tg.Dialer == nil {
 			t.Errorf("%s: %+v %v", tc.in, tg, err)
 		}
 	}
-	for _, s := range []string{"ws://127.0.0.1:8080/mqtt", "mqtts://127.0.0.1:8883", "quic://127.0.0.1:14567", "tls://127.0.0.1:1"} {
-		if _, err := ParseTarget(s); !errors.Is(err, ErrTransportNotSupported) || !strings.Contains(err.Error(), "not supported yet") {
-			t.Errorf("%s: %v, want ErrTransportNotSupported", s, err)
-		}
-	}
-	if _, err := ParseTarget("gopher://x:1"); err == nil || errors.Is(err, ErrTransportNotSupported) {
+	if _, err := ParseTarget("gopher://x:1", transport.DialConfig{}); !errors.Is(err, transport.ErrUnknownScheme) {
 		t.Errorf("unknown scheme: %v", err)
 	}
 }

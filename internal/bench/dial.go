@@ -7,36 +7,18 @@ import (
 	"net"
 	"net/url"
 	"strings"
-)
 
-// ErrTransportNotSupported is returned for broker URLs whose scheme names a
-// transport the load generator does not speak yet (tls, ws, quic ...).
-var ErrTransportNotSupported = errors.New("transport not supported yet")
+	"github.com/mqtt5go/mqtt5/transport"
+)
 
 // ErrRemoteTarget is returned when the broker URL is not a loopback address
 // and Config.AllowRemote is false.
 var ErrRemoteTarget = errors.New("refusing a non-loopback target")
 
-// Dialer opens one connection to the broker. It is the seam where other
-// transports (TLS, WebSocket, QUIC) slot in: everything above it works on a
-// net.Conn carrying the MQTT byte stream.
+// Dialer opens one connection to the broker: everything above it works on a
+// net.Conn carrying the MQTT byte stream, whatever the transport.
 type Dialer interface {
 	Dial(ctx context.Context) (net.Conn, error)
-}
-
-// transport builds a Dialer for a parsed broker URL.
-type transport func(u *url.URL) (Dialer, string, error)
-
-// transports maps URL schemes to transports. tls/ws/quic register here when
-// they exist; the known-but-missing ones report ErrTransportNotSupported.
-var transports = map[string]transport{
-	"mqtt": tcpTransport,
-	"tcp":  tcpTransport,
-}
-
-// planned lists schemes we know of but do not support yet.
-var planned = map[string]bool{
-	"mqtts": true, "ssl": true, "tls": true, "ws": true, "wss": true, "quic": true,
 }
 
 // Target is a parsed broker URL with its dialer.
@@ -47,51 +29,24 @@ type Target struct {
 	Dialer Dialer
 }
 
-// ParseTarget parses a broker URL (mqtt://host:port or tcp://host:port; a
-// bare host:port means mqtt://) and returns its dialer.
-func ParseTarget(raw string) (Target, error) {
-	s := raw
-	if !strings.Contains(s, "://") {
-		s = "mqtt://" + s
-	}
-	u, err := url.Parse(s)
+// ParseTarget parses a broker URL of any transport (mqtt://, tcp://,
+// mqtts://, ws://, wss://, quic://; a bare host:port means mqtt://) and
+// returns its dialer, which uses cfg for TLS and QUIC.
+func ParseTarget(raw string, cfg transport.DialConfig) (Target, error) {
+	u, err := transport.ParseServerURL(raw)
 	if err != nil {
-		return Target{}, fmt.Errorf("broker URL %q: %v", raw, err)
+		return Target{}, fmt.Errorf("broker URL %q: %w", raw, err)
 	}
-	scheme := strings.ToLower(u.Scheme)
-	tr, ok := transports[scheme]
-	if !ok {
-		if planned[scheme] {
-			return Target{}, fmt.Errorf("broker URL %q: %s:// %w (supported: mqtt://, tcp://)", raw, scheme, ErrTransportNotSupported)
-		}
-		return Target{}, fmt.Errorf("broker URL %q: unknown scheme %q (supported: mqtt://, tcp://)", raw, scheme)
-	}
-	if u.Host == "" {
-		return Target{}, fmt.Errorf("broker URL %q: missing host", raw)
-	}
-	d, addr, err := tr(u)
-	if err != nil {
-		return Target{}, fmt.Errorf("broker URL %q: %v", raw, err)
-	}
-	return Target{URL: raw, Scheme: scheme, Addr: addr, Dialer: d}, nil
+	return Target{URL: raw, Scheme: u.Scheme, Addr: u.Host, Dialer: &urlDialer{u: u, cfg: cfg}}, nil
 }
 
-func tcpTransport(u *url.URL) (Dialer, string, error) {
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
-		port = "1883"
-	}
-	addr := net.JoinHostPort(host, port)
-	return &tcpDialer{addr: addr}, addr, nil
+type urlDialer struct {
+	u   *url.URL
+	cfg transport.DialConfig
 }
 
-type tcpDialer struct {
-	addr string
-	d    net.Dialer
-}
-
-func (t *tcpDialer) Dial(ctx context.Context) (net.Conn, error) {
-	c, err := t.d.DialContext(ctx, "tcp", t.addr)
+func (d *urlDialer) Dial(ctx context.Context) (net.Conn, error) {
+	c, err := transport.Dial(ctx, d.u, d.cfg)
 	if err != nil {
 		return nil, err
 	}

@@ -38,8 +38,7 @@
 //
 // # Transports
 //
-// Broker URLs go through a Dialer chosen by scheme. mqtt:// and tcp://
-// exist today; mqtts, ssl, tls, ws, wss and quic report
-// ErrTransportNotSupported until the transport package provides dialers,
-// which register in the transports map.
+// Broker URLs of every transport are dialled through package transport:
+// mqtt://, tcp://, mqtts://, ws://, wss:// and quic:// (Config.TLS and
+// Config.QUIC configure the secure ones).
 package bench

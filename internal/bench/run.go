@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/mqtt5go/mqtt5/packet"
+	"github.com/mqtt5go/mqtt5/transport"
 )
 
 // ErrInvalidConfig matches (errors.Is) every error Run returns for a
@@ -93,7 +94,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, configError{err}
 	}
-	target, err := ParseTarget(cfg.URL)
+	target, err := ParseTarget(cfg.URL, transport.DialConfig{TLS: cfg.TLS, QUIC: cfg.QUIC})
 	if err != nil {
 		return nil, configError{err}
 	}
