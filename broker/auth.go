@@ -74,6 +74,15 @@ type Authorizer interface {
 	CanSubscribe(ctx context.Context, c *ClientInfo, filter string) bool
 }
 
+// ReceiveAuthorizer is implemented by an Authorizer that also decides
+// each delivery: a subscription may be allowed on a wide filter while some
+// topics under it are denied. It is asked once per message and session,
+// with the ClientInfo of the session's last connection (sessions of
+// in-process subscribers are not checked).
+type ReceiveAuthorizer interface {
+	CanReceive(ctx context.Context, c *ClientInfo, topic string) bool
+}
+
 // AllowAll accepts every client that does not ask for enhanced
 // authentication; clients that do get Bad Authentication Method (0x8C).
 type AllowAll struct{}

@@ -29,9 +29,10 @@ type Broker struct {
 	now         func() time.Time
 	started     time.Time
 
-	router  router
-	stats   stats
-	persist *persister // nil without a store
+	router   router
+	recvAuth ReceiveAuthorizer // Config.Authorizer when it checks deliveries
+	stats    stats
+	persist  *persister // nil without a store
 
 	sessMu   sync.Mutex
 	sessions map[string]*session
@@ -65,6 +66,7 @@ func New(cfg Config) *Broker {
 		quit:        make(chan struct{}),
 	}
 	b.started = b.now()
+	b.recvAuth, _ = cfg.Authorizer.(ReceiveAuthorizer)
 	if cfg.SysInterval > 0 {
 		b.wg.Add(1)
 		go b.sysLoop()

@@ -32,7 +32,18 @@ type Config struct {
 	Authenticator Authenticator
 
 	// Authorizer decides publish and subscribe. Default: everything allowed.
+	// One that also implements ReceiveAuthorizer is asked before each
+	// delivery too. Stored subscriptions are checked again when a session
+	// is resumed; those no longer allowed are removed.
 	Authorizer Authorizer
+
+	// AllowSessionIdentityChange lets a client resume or take over a
+	// session that another identity (username as settled by the
+	// Authenticator) owns. By default, whenever an Authenticator other
+	// than AllowAll is configured, such a CONNECT is refused with Not
+	// Authorized (0x87; 3.1.1: 5), so one user cannot take over another's
+	// session by reusing its client identifier.
+	AllowSessionIdentityChange bool
 
 	// SysInterval is how often $SYS topics are published. Default 10 s;
 	// negative disables $SYS.

@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/packet"
+	"github.com/mqtt5go/mqtt5/topic"
 )
 
 func unsafeString(b []byte) string {
@@ -280,7 +282,23 @@ func (c *conn) handshake(ctx context.Context) error {
 		c.recvMax = 1
 	}
 	c.nc.SetReadDeadline(time.Time{})
-	return c.attach(clientID, assigned, cp.CleanStart, expiry, ack)
+	err = c.attach(clientID, assigned, cp.CleanStart, expiry, ack)
+	if errors.Is(err, errIdentityMismatch) {
+		return c.refuse(c.version, packet.NotAuthorized, "client identifier in use by another identity")
+	}
+	return err
+}
+
+// errIdentityMismatch refuses a connection whose client identifier names a
+// session that belongs to another authenticated identity.
+var errIdentityMismatch = errors.New("session belongs to another identity")
+
+// identityChecked reports whether a session may only be resumed or taken
+// over by the identity that owns it: whenever authentication is configured
+// (an Authenticator other than AllowAll).
+func (b *Broker) identityChecked() bool {
+	_, open := b.cfg.Authenticator.(AllowAll)
+	return !open && !b.cfg.AllowSessionIdentityChange
 }
 
 // attach binds the connection to its session, taking the client identifier
@@ -303,6 +321,15 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 		}
 	}
 	old := b.sessions[clientID]
+	if old != nil && b.identityChecked() {
+		old.mu.Lock()
+		owner := old.username
+		old.mu.Unlock()
+		if owner != c.info.Username {
+			b.sessMu.Unlock()
+			return errIdentityMismatch
+		}
+	}
 	if old != nil {
 		old.mu.Lock()
 		if oc := old.conn; oc != nil {
@@ -349,6 +376,8 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 	s.expiry = expiry
 	s.version = c.version
 	s.username = c.info.Username
+	info := c.info
+	s.info.Store(&info)
 	// [MQTT-3.2.2-2] [MQTT-3.2.2-3] Session Present.
 	ack.SessionPresent = resumed
 	ack.ReasonCode = packet.Success
@@ -364,6 +393,9 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 	s.mu.Unlock()
 	b.sessMu.Unlock()
 
+	if resumed {
+		c.reauthorizeSubscriptions(s)
+	}
 	b.saveSession(s)
 	if oldConn != nil {
 		b.log.Debug("session taken over", "client", clientID)
@@ -375,6 +407,44 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 		b.publishWill(w, s)
 	}
 	return nil
+}
+
+// reauthorizeSubscriptions checks the subscriptions of a resumed session
+// against the Authorizer again (permissions may have changed while the
+// client was away) and removes those it no longer allows.
+func (c *conn) reauthorizeSubscriptions(s *session) {
+	az := c.b.cfg.Authorizer
+	if az == nil {
+		return
+	}
+	s.mu.Lock()
+	filters := make([]string, 0, len(s.subs))
+	for f := range s.subs {
+		filters = append(filters, f)
+	}
+	s.mu.Unlock()
+	var taken []delivery
+	for _, f := range filters {
+		inner := f
+		if _, in, shared, err := topic.ParseShared(f); err == nil && shared {
+			inner = in
+		}
+		if az.CanSubscribe(context.Background(), &c.info, inner) {
+			continue
+		}
+		s.mu.Lock()
+		delete(s.subs, f)
+		s.mu.Unlock()
+		if c.b.router.unsubscribe(f, s) {
+			if _, _, shared, _ := topic.ParseShared(f); shared {
+				s.mu.Lock()
+				taken = append(taken, s.takeSharedLocked()...)
+				s.mu.Unlock()
+			}
+		}
+		c.b.log.Info("subscription no longer authorized; removed", "client", s.id, "filter", f)
+	}
+	c.b.redispatch(taken, s)
 }
 
 // endSessionLocked removes s from the registry; the caller holds sessMu
@@ -552,8 +622,17 @@ func (c *conn) handleReauth(ctx context.Context, a *packet.Auth) error {
 		out.Props.AuthData = res.Data
 		return c.send(out)
 	case packet.Success:
+		if res.Username != "" && res.Username != c.info.Username {
+			// The session stays with the identity that opened it.
+			return &packet.Error{Code: packet.NotAuthorized, Type: packet.AUTH, Reason: "re-authentication as another identity"}
+		}
 		c.reauthStep = 0
 		c.authState = res.State
+		if res.Attributes != nil {
+			c.info.Attributes = res.Attributes
+			info := c.info
+			c.sess.info.Store(&info)
+		}
 		out := &packet.Auth{ReasonCode: packet.Success}
 		out.Props.AuthMethod = c.authMethod
 		out.Props.AuthData = res.Data

@@ -220,6 +220,7 @@ func (b *Broker) restore(ctx context.Context) error {
 		r := &snap.Sessions[i]
 		s := b.newSession(r.ClientID)
 		s.username = r.Username
+		s.info.Store(&ClientInfo{ClientID: r.ClientID, Username: r.Username, Version: packet.Version(r.Version)})
 		s.version = packet.Version(r.Version)
 		s.expiry = r.Expiry
 		s.disconnectedAt = r.DisconnectedAt

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"hash/fnv"
 	"math/rand/v2"
 	"slices"
@@ -89,6 +90,9 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 		if o.noLocal && sub.Sub == from {
 			continue // [MQTT-3.8.3-3]
 		}
+		if b.recvAuth != nil && !b.mayReceive(sub.Sub, m.Topic) {
+			continue
+		}
 		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: m.Retain && o.rap, gate: sc.gate}
 		// [MQTT-3.3.1-12] RETAIN is cleared unless Retain As Published
 		// [MQTT-3.3.1-13].
@@ -126,6 +130,9 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 	sc.targets = targets[:0]
 	for _, g := range sc.m.Shared {
 		if mem, ok := b.pickShared(g, m, nil); ok {
+			if b.recvAuth != nil && !b.mayReceive(mem.Sub, m.Topic) {
+				continue
+			}
 			d := delivery{msg: m, qos: min(m.QoS, mem.Value.qos), retain: m.Retain && mem.Value.rap, group: g, gate: sc.gate}
 			d.subIDs.first = mem.Value.subID
 			if mem.Sub.deliver(d, ops) {
@@ -138,6 +145,16 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 		sc.gate = nil
 	}
 	return n
+}
+
+// mayReceive asks the ReceiveAuthorizer whether s may receive a message on
+// topicName.
+func (b *Broker) mayReceive(s *session, topicName string) bool {
+	info := s.info.Load()
+	if info == nil {
+		return true // in-process subscriber
+	}
+	return b.recvAuth.CanReceive(context.Background(), info, topicName)
 }
 
 // submitPublication submits the store operations publish left in sc; done

@@ -42,6 +42,10 @@ type session struct {
 	// attached; read without the lock by shared-subscription dispatch.
 	online atomic.Bool
 
+	// info is the ClientInfo of the last connection, for delivery
+	// authorization (nil for in-process subscribers).
+	info atomic.Pointer[ClientInfo]
+
 	mu       sync.Mutex
 	conn     *conn // attached connection, nil while disconnected
 	ended    bool  // removed from the registry; accepts nothing more
