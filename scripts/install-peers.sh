@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs the third-party programs the test suite talks to, when missing:
-# the Mosquitto broker and clients (Debian packages) and the npm packages
-# under test/node. Safe to run repeatedly.
+# the Mosquitto broker and clients and the Chromium browser (Debian
+# packages; Chromium runs MQTT.js in a page for the WebSocket tests), and
+# the npm packages under test/node. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: installing ${need_apt[*]}"
