@@ -111,7 +111,13 @@ func Listen(ctx context.Context, cfg ListenConfig) (net.Listener, error) {
 		if cfg.TLS == nil {
 			return nil, fmt.Errorf("transport: %s: a QUIC listener needs a certificate", cfg.URL)
 		}
-		return mqttquic.Listen(ctx, u.Host, cfg.TLS, cfg.QUIC)
+		tc := cfg.TLS
+		if len(tc.NextProtos) == 0 {
+			// Set ALPN so that it survives GetConfigForClient (a
+			// CertReloader's config): QUIC cannot do without it.
+			tc = ServerConfigWithALPN(tc, mqttquic.ALPNMulti, mqttquic.ALPNSingle)
+		}
+		return mqttquic.Listen(ctx, u.Host, tc, cfg.QUIC)
 	}
 	return nil, fmt.Errorf("%w: %q", ErrUnknownScheme, u.Scheme)
 }
