@@ -12,6 +12,7 @@ import (
 
 	"github.com/mqtt5go/mqtt5/internal/bench"
 	"github.com/mqtt5go/mqtt5/transport"
+	"github.com/mqtt5go/mqtt5/transport/mqttquic"
 )
 
 const benchSynopsis = "bench [scenario] [flags]"
@@ -42,6 +43,9 @@ Examples:
 	url := fs.String("url", "mqtt://127.0.0.1:1883", "broker URL: mqtt://, tcp://, mqtts://, ws://, wss:// (path /mqtt by default) or quic://host:port")
 	cafile := fs.String("cafile", "", "mqtts, wss, quic: PEM file of the CA that signed the broker's certificate (default: system roots)")
 	insecure := fs.Bool("insecure", false, "mqtts, wss, quic: do not verify the broker's certificate (testing only)")
+	quicSingle := fs.Bool("quic-single", false, "quic: offer only ALPN mqtt (single stream) instead of MQTT-next (multistream)")
+	quicStrategy := fs.String("quic-strategy", "control_only", "quic multistream: stream strategy of the publishers: control_only, data_per_publish, data_per_topic")
+	quicDatagrams := fs.Bool("quic-datagrams", false, "quic multistream: accept QoS 0 PUBLISH as QUIC datagrams")
 	protocol := fs.String("protocol", "5", "MQTT protocol version: 5 or 3.1.1")
 	qos := fs.Int("qos", 0, "QoS of publications and subscriptions: 0, 1 or 2")
 	payload := fs.Int("payload", 64, fmt.Sprintf("payload size in bytes (at least %d: timestamp, publisher id, sequence number)", bench.StampSize))
@@ -98,6 +102,7 @@ Examples:
 		Window: *window, SessionExpiry: uint32(*expiry), Rate: *rate, Duration: *duration, Warmup: *warmup, Grace: *grace,
 		NoWarmup: warmupSet && *warmup == 0, MaxMessages: *maxMsgs, BrokerPID: *pid, AllowRemote: *allowRemote,
 	}
+	cfg.QUIC = mqttquic.DialConfig{Single: *quicSingle, Strategy: mqttquic.Strategy(*quicStrategy), Datagrams: *quicDatagrams}
 	if *cafile != "" || *insecure {
 		tc, err := transport.ClientTLS{CAFile: *cafile, InsecureSkipVerify: *insecure}.Config()
 		if err != nil {
