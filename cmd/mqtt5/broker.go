@@ -18,6 +18,7 @@ import (
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/transport"
+	"github.com/mqtt5go/mqtt5/transport/mqttquic"
 )
 
 // stringList is a repeatable string flag.
@@ -37,6 +38,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var wsOrigins, wsProxies stringList
 	fs.Var(&wsOrigins, "ws-allowed-origin", "Origin host pattern a browser may connect from over ws/wss, e.g. example.com or *.example.com (repeatable; default any)")
 	fs.Var(&wsProxies, "ws-trusted-proxy", "network (CIDR) whose X-Forwarded-For header is trusted on ws/wss listeners (repeatable; default none)")
+	quicDelivery := fs.String("quic-delivery", "per_topic", "stream strategy of quic listeners for PUBLISH to multistream (ALPN MQTT-next) clients: control_only, per_topic, per_publish")
+	quicDatagrams := fs.Bool("quic-datagrams", false, "quic listeners: send QoS 0 PUBLISH as QUIC datagrams to clients that enable them too")
 	allowAnon := fs.Bool("allow-anonymous", false, "allow clients without credentials on non-loopback listeners")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
 	logFormat := fs.String("log-format", "text", "log format: text or json")
@@ -48,6 +51,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	batchInterval := fs.Duration("batch-interval", 10*time.Millisecond, "commit interval of --durability batch")
 	maxQueued := fs.Int("max-queued-messages", 0, "bound of each session's outbound queue in messages (default 10000; -1 unlimited)")
 	maxQueuedBytes := fs.Int64("max-queued-bytes", 0, "bound of each session's outbound queue in bytes (default 64 MiB)")
+	af := registerAuthFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -68,8 +72,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if err != nil {
 			return fmt.Errorf("%w: --listen %s: %v", errUsage, l, err)
 		}
-		if !isLoopbackAddr(u.Host) && !*allowAnon {
-			return fmt.Errorf("%w: refusing to listen on %s without authentication: anonymous access is allowed only on loopback; pass --allow-anonymous to accept anonymous clients there", errUsage, u.Host)
+		if !isLoopbackAddr(u.Host) && !*allowAnon && !af.authenticates() {
+			return fmt.Errorf("%w: refusing to listen on %s without authentication: anonymous access is allowed only on loopback; configure --password-file or --cert-auth, or pass --allow-anonymous to accept anonymous clients there", errUsage, u.Host)
 		}
 		switch u.Scheme {
 		case "mqtts", "ssl", "tls", "wss", "quic":
@@ -109,11 +113,16 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return fmt.Errorf("%w: --durability: %v", errUsage, err)
 	}
+	authn, err := af.build(logger, *tlsCA != "")
+	if err != nil {
+		return err
+	}
 	cfg := broker.Config{Logger: logger, SysInterval: *sysInterval, Durability: dur, BatchInterval: *batchInterval,
 		Queue: broker.QueueConfig{MaxMessages: *maxQueued, MaxBytes: *maxQueuedBytes}}
 	if *sysInterval == 0 {
 		cfg.SysInterval = -1
 	}
+	authn.apply(&cfg)
 	ver, _ := buildInfo()
 	cfg.Version = "mqtt5 " + ver
 	if !*noPersist {
@@ -134,7 +143,8 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	listeners := make([]net.Listener, 0, len(urls))
 	for _, u := range urls {
-		lc := transport.ListenConfig{URL: u.String(), WebSocket: wsCfg, Logger: logger}
+		lc := transport.ListenConfig{URL: u.String(), WebSocket: wsCfg, Logger: logger,
+			QUIC: mqttquic.ServerConfig{Delivery: mqttquic.Delivery(*quicDelivery), Datagrams: *quicDatagrams}}
 		if certs != nil {
 			lc.TLS = certs.TLSConfig()
 		}
@@ -149,10 +159,15 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		listeners = append(listeners, l)
 		logger.Info("listening", "url", listenerURL(u, l.Addr()))
 	}
+	reloaders := authn.reloaders
 	if certs != nil {
 		go certs.Watch(ctx)
-		go reloadOnHangup(ctx, certs, logger)
+		reloaders = append(reloaders, reloader{"TLS certificates", certs.Reload})
 	}
+	if len(reloaders) > 0 {
+		go reloadOnHangup(ctx, reloaders, logger)
+	}
+	defer authn.start(ctx, logger)()
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func(l net.Listener) { errc <- b.Serve(l) }(l)
@@ -198,8 +213,9 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// reloadOnHangup reloads the TLS certificates on each SIGHUP.
-func reloadOnHangup(ctx context.Context, certs *transport.CertReloader, logger *slog.Logger) {
+// reloadOnHangup reloads the TLS certificates and the auth files on each
+// SIGHUP; a failed reload keeps what is in use. Connected clients stay.
+func reloadOnHangup(ctx context.Context, reloaders []reloader, logger *slog.Logger) {
 	ch := make(chan os.Signal, 1)
 	signal.Notify(ch, syscall.SIGHUP)
 	defer signal.Stop(ch)
@@ -208,10 +224,12 @@ func reloadOnHangup(ctx context.Context, certs *transport.CertReloader, logger *
 		case <-ctx.Done():
 			return
 		case <-ch:
-			if err := certs.Reload(); err != nil {
-				logger.Error("reload TLS certificates; keeping the current ones", "err", err)
-			} else {
-				logger.Info("TLS certificates reloaded")
+			for _, r := range reloaders {
+				if err := r.reload(); err != nil {
+					logger.Error("reload on SIGHUP failed; keeping the current content", "what", r.name, "err", err)
+				} else {
+					logger.Info("reloaded on SIGHUP", "what", r.name)
+				}
 			}
 		}
 	}

@@ -35,6 +35,9 @@ func commands() []command {
 		{"sub", "subscribe and print messages (mosquitto_sub flags)", runSub},
 		{"rr", "MQTT 5 request/response: publish a request, print the response", runRR},
 		{"bench", "benchmark a broker: throughput, latency, loss, idle connections", runBench},
+		{"passwd", "manage a password file of Argon2id hashes (mosquitto_passwd form)", runPasswd},
+		{"scram", "manage a SCRAM-SHA-256 credential file (mosquitto_passwd form)", runScram},
+		{"acl", "check an access control list: which rule decides", runACL},
 		{"version", "print the version, commit and Go version", runVersion},
 		{"help", "show help for a command", nil},
 	}
