@@ -2,57 +2,40 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/broker/auth"
+	"github.com/mqtt5go/mqtt5/config"
 )
 
-// authFlags are the broker's authentication and authorization flags.
-type authFlags struct {
-	passwordFile string
-	aclFile      string
-	certAuth     string
-	plain        bool
-	maxFailures  int
-	window       time.Duration
-	lockout      time.Duration
-	scramFile    string
-	jwtKeys      stringList
-	jwtIssuer    string
-	jwtAudience  string
-	jwtJWKS      string
-	jwtRoles     stringList
-	jwtIdentity  string
-}
+// stringList is a repeatable string flag.
+type stringList []string
 
-func registerAuthFlags(fs *flag.FlagSet) *authFlags {
-	f := &authFlags{}
-	fs.StringVar(&f.passwordFile, "password-file", "", "file of username:$argon2id$... lines (see \"mqtt5 passwd\"); clients must then authenticate; reloaded on SIGHUP and when the file changes")
-	fs.StringVar(&f.aclFile, "acl-file", "", "access control list file (user/role/assign lines, see docs/auth.md); without a matching rule access is denied; reloaded on SIGHUP and when the file changes")
-	fs.StringVar(&f.certAuth, "cert-auth", "", "authenticate by the verified TLS client certificate (needs --tls-ca): cn, san, san:dns, san:email, san:uri or fingerprint:FILE (lines of \"<sha256 hex> <username>\")")
-	fs.BoolVar(&f.plain, "plain-auth", false, "accept MQTT 5 enhanced authentication with method PLAIN (SASL, RFC 4616) checked against --password-file")
-	fs.IntVar(&f.maxFailures, "auth-max-failures", 5, "failed authentications per client address or user name within --auth-window that trigger a lockout (0 disables the lockout)")
-	fs.DurationVar(&f.window, "auth-window", 60*time.Second, "period over which failed authentications are counted")
-	fs.DurationVar(&f.lockout, "auth-lockout", 300*time.Second, "how long a locked-out address or user name is refused (CONNACK Banned / not authorized)")
-	fs.StringVar(&f.scramFile, "scram-file", "", "SCRAM-SHA-256 credential file (see \"mqtt5 scram\"): MQTT 5 enhanced authentication with method SCRAM-SHA-256; reloaded on SIGHUP and when the file changes")
-	fs.Var(&f.jwtKeys, "jwt-key", "JWT verification key, [KID=]ALG:FILE with ALG HS256 (FILE holds the secret), RS256, ES256 or EdDSA (FILE holds a PEM public key or certificate); repeatable; tokens come as Authentication Method JWT or as the CONNECT password")
-	fs.StringVar(&f.jwtIssuer, "jwt-issuer", "", "required iss claim of JWTs (with --jwt-jwks-url: the issuer whose key set is fetched)")
-	fs.StringVar(&f.jwtAudience, "jwt-audience", "", "required aud claim of JWTs (default: not checked)")
-	fs.StringVar(&f.jwtJWKS, "jwt-jwks-url", "", "https URL of the JWKS of --jwt-issuer: keys fetched and refreshed in the background (federated JWT)")
-	fs.Var(&f.jwtRoles, "jwt-role-claim", "claim whose values become the client's roles for the ACL, e.g. roles, groups, realm_access.roles (repeatable)")
-	fs.StringVar(&f.jwtIdentity, "jwt-identity-claim", "sub", "claim that names the client's identity")
-	return f
-}
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-// jwtEnabled reports whether JWT authentication is configured.
-func (f *authFlags) jwtEnabled() bool { return len(f.jwtKeys) > 0 || f.jwtJWKS != "" }
+// authFlagHelp is the usage text of the broker's authentication flags.
+var authFlagHelp = map[string]string{
+	"password-file":      "file of username:$argon2id$... lines (see \"mqtt5 passwd\"); clients must then authenticate; reloaded on SIGHUP and when the file changes",
+	"acl-file":           "access control list file (user/role/assign lines, see docs/auth.md); without a matching rule access is denied; reloaded on SIGHUP and when the file changes",
+	"cert-auth":          "authenticate by the verified TLS client certificate (needs --tls-ca): cn, san, san:dns, san:email, san:uri or fingerprint:FILE (lines of \"<sha256 hex> <username>\")",
+	"plain-auth":         "accept MQTT 5 enhanced authentication with method PLAIN (SASL, RFC 4616) checked against --password-file",
+	"auth-max-failures":  "failed authentications per client address or user name within --auth-window that trigger a lockout (0 disables the lockout; default 5)",
+	"auth-window":        "period over which failed authentications are counted (default 1m0s)",
+	"auth-lockout":       "how long a locked-out address or user name is refused (CONNACK Banned / not authorized; default 5m0s)",
+	"scram-file":         "SCRAM-SHA-256 credential file (see \"mqtt5 scram\"): MQTT 5 enhanced authentication with method SCRAM-SHA-256; reloaded on SIGHUP and when the file changes",
+	"jwt-key":            "JWT verification key, [KID=]ALG:FILE with ALG HS256 (FILE holds the secret), RS256, ES256 or EdDSA (FILE holds a PEM public key or certificate); repeatable; tokens come as Authentication Method JWT or as the CONNECT password",
+	"jwt-issuer":         "required iss claim of JWTs (with --jwt-jwks-url: the issuer whose key set is fetched)",
+	"jwt-audience":       "required aud claim of JWTs, comma-separated (default: not checked)",
+	"jwt-jwks-url":       "https URL of the JWKS of --jwt-issuer: keys fetched and refreshed in the background (federated JWT)",
+	"jwt-role-claim":     "claim whose values become the client's roles for the ACL, e.g. roles, groups, realm_access.roles (repeatable)",
+	"jwt-identity-claim": "claim that names the client's identity (default sub)",
+}
 
 // jwtKeys parses the --jwt-key values.
 func parseJWTKeys(vals []string) ([]auth.JWTKey, error) {
@@ -86,12 +69,6 @@ func parseJWTKeys(vals []string) ([]auth.JWTKey, error) {
 		keys = append(keys, key)
 	}
 	return keys, nil
-}
-
-// authenticates reports whether an authentication method is configured,
-// so that anonymous clients are refused.
-func (f *authFlags) authenticates() bool {
-	return f.passwordFile != "" || f.certAuth != "" || f.scramFile != "" || f.jwtEnabled()
 }
 
 // reloader is something that reloads its files on SIGHUP.
@@ -128,19 +105,19 @@ func jwtMode(roleClaims []string) auth.FederationMode {
 	return auth.FederationIdentityOnly
 }
 
-// build checks the flags and loads the files. tlsCA tells whether client
-// certificates can be verified.
-func (f *authFlags) build(logger *slog.Logger, tlsCA bool) (*authSetup, error) {
+// buildAuth checks the settings and loads the files. tlsCA tells whether
+// client certificates can be verified.
+func buildAuth(f config.Auth, logger *slog.Logger, tlsCA bool) (*authSetup, error) {
 	s := &authSetup{}
-	if f.maxFailures < 0 {
+	if f.MaxFailures < 0 {
 		return nil, fmt.Errorf("%w: --auth-max-failures must not be negative", errUsage)
 	}
-	if f.plain && f.passwordFile == "" {
+	if f.Plain && f.PasswordFile == "" {
 		return nil, fmt.Errorf("%w: --plain-auth needs --password-file", errUsage)
 	}
 	var providers []auth.Provider
-	if f.certAuth != "" {
-		cfg, err := auth.ParseCertAuthSpec(f.certAuth)
+	if f.CertAuth != "" {
+		cfg, err := auth.ParseCertAuthSpec(f.CertAuth)
 		if err != nil {
 			return nil, fmt.Errorf("%w: --cert-auth: %v", errUsage, err)
 		}
@@ -158,51 +135,51 @@ func (f *authFlags) build(logger *slog.Logger, tlsCA bool) (*authSetup, error) {
 			s.watchers = append(s.watchers, ca.Watch)
 		}
 	}
-	if f.passwordFile != "" {
-		pf, err := auth.NewPasswordFile(f.passwordFile, auth.PasswordFileOptions{Logger: logger})
+	if f.PasswordFile != "" {
+		pf, err := auth.NewPasswordFile(f.PasswordFile, auth.PasswordFileOptions{Logger: logger})
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("password authentication", "file", f.passwordFile, "users", pf.Users())
+		logger.Info("password authentication", "file", f.PasswordFile, "users", pf.Users())
 		providers = append(providers, pf)
-		if f.plain {
+		if f.Plain {
 			providers = append(providers, auth.NewPlain(pf))
 		}
 		s.reloaders = append(s.reloaders, reloader{"password file", pf.Reload})
 		s.watchers = append(s.watchers, pf.Watch)
 	}
-	if f.scramFile != "" {
-		sc, err := auth.NewSCRAM(auth.SCRAMConfig{File: f.scramFile})
+	if f.SCRAMFile != "" {
+		sc, err := auth.NewSCRAM(auth.SCRAMConfig{File: f.SCRAMFile})
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("SCRAM-SHA-256 authentication", "file", f.scramFile)
+		logger.Info("SCRAM-SHA-256 authentication", "file", f.SCRAMFile)
 		providers = append(providers, sc)
 		s.reloaders = append(s.reloaders, reloader{"SCRAM credential file", sc.Reload})
 		s.watchers = append(s.watchers, sc.Watch)
 	}
-	if f.jwtEnabled() {
-		keys, err := parseJWTKeys(f.jwtKeys)
+	if len(f.JWT.Keys) > 0 || f.JWT.JWKSURL != "" {
+		keys, err := parseJWTKeys(f.JWT.Keys)
 		if err != nil {
 			return nil, err
 		}
-		if f.jwtJWKS != "" {
-			if f.jwtIssuer == "" {
+		if f.JWT.JWKSURL != "" {
+			if f.JWT.Issuer == "" {
 				return nil, fmt.Errorf("%w: --jwt-jwks-url needs --jwt-issuer", errUsage)
 			}
 			fj, err := auth.NewFederatedJWT(auth.FederatedConfig{Issuers: []auth.FederatedIssuer{{
-				Issuer: f.jwtIssuer, JWKSURL: f.jwtJWKS, Audience: audiences(f.jwtAudience), AnyAudience: f.jwtAudience == "",
-				FallbackKeys: keys, Mode: jwtMode(f.jwtRoles), RoleClaims: f.jwtRoles, IdentityClaim: f.jwtIdentity,
+				Issuer: f.JWT.Issuer, JWKSURL: f.JWT.JWKSURL, Audience: audiences(f.JWT.Audience), AnyAudience: f.JWT.Audience == "",
+				FallbackKeys: keys, Mode: jwtMode(f.JWT.RoleClaims), RoleClaims: f.JWT.RoleClaims, IdentityClaim: f.JWT.IdentityClaim,
 			}}})
 			if err != nil {
 				return nil, err
 			}
-			logger.Info("federated JWT authentication", "issuer", f.jwtIssuer, "jwks", f.jwtJWKS)
+			logger.Info("federated JWT authentication", "issuer", f.JWT.Issuer, "jwks", f.JWT.JWKSURL)
 			providers = append(providers, fj)
 			s.closers = append(s.closers, fj.Close)
 		} else {
-			j, err := auth.NewJWT(auth.JWTConfig{Keys: keys, Issuer: f.jwtIssuer, Audience: audiences(f.jwtAudience),
-				RoleClaims: f.jwtRoles, IdentityClaim: f.jwtIdentity})
+			j, err := auth.NewJWT(auth.JWTConfig{Keys: keys, Issuer: f.JWT.Issuer, Audience: audiences(f.JWT.Audience),
+				RoleClaims: f.JWT.RoleClaims, IdentityClaim: f.JWT.IdentityClaim})
 			if err != nil {
 				return nil, err
 			}
@@ -212,17 +189,17 @@ func (f *authFlags) build(logger *slog.Logger, tlsCA bool) (*authSetup, error) {
 	}
 	if len(providers) > 0 {
 		s.authenticator = auth.Chain(providers...)
-		if f.maxFailures > 0 {
+		if f.MaxFailures > 0 {
 			s.authenticator = auth.RateLimit(s.authenticator, auth.RateLimitConfig{
-				MaxFailures: f.maxFailures, Window: f.window, Lockout: f.lockout, Logger: logger})
+				MaxFailures: f.MaxFailures, Window: f.Window.D(), Lockout: f.Lockout.D(), Logger: logger})
 		}
 	}
-	if f.aclFile != "" {
-		acl, err := auth.LoadACL(f.aclFile, auth.ACLOptions{Logger: logger})
+	if f.ACLFile != "" {
+		acl, err := auth.LoadACL(f.ACLFile, auth.ACLOptions{Logger: logger})
 		if err != nil {
 			return nil, err
 		}
-		logger.Info("access control list", "file", f.aclFile, "rules", len(acl.Policy().Rules()))
+		logger.Info("access control list", "file", f.ACLFile, "rules", len(acl.Policy().Rules()))
 		s.authorizer = acl
 		s.reloaders = append(s.reloaders, reloader{"ACL file", acl.Reload})
 		s.watchers = append(s.watchers, acl.Watch)

@@ -163,8 +163,8 @@ func TestBrokerAuthFlagErrors(t *testing.T) {
 		code int
 		want string
 	}{
-		{[]string{"--plain-auth"}, 2, "--plain-auth needs --password-file"},
-		{[]string{"--cert-auth", "cn"}, 2, "--cert-auth needs --tls-ca"},
+		{[]string{"--plain-auth"}, 2, "auth.plain (--plain-auth): needs auth.password_file (--password-file)"},
+		{[]string{"--cert-auth", "cn"}, 2, "auth.cert_auth (--cert-auth): needs tls.ca (--tls-ca)"},
 		{[]string{"--cert-auth", "subject", "--tls-ca", pw}, 2, "--cert-auth: certificate identity \"subject\""},
 		{[]string{"--auth-max-failures", "-1", "--password-file", pw}, 2, "must not be negative"},
 		{[]string{"--password-file", filepath.Join(dir, "none")}, 1, "no such file"},

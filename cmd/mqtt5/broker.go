@@ -3,77 +3,138 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/broker/store"
+	"github.com/mqtt5go/mqtt5/config"
 	"github.com/mqtt5go/mqtt5/transport"
 	"github.com/mqtt5go/mqtt5/transport/mqttquic"
 )
 
-// stringList is a repeatable string flag.
-type stringList []string
+// brokerFlagHelp is the usage text of each broker flag.
+var brokerFlagHelp = map[string]string{
+	"listen":                  "listener URL: mqtt://host:port, mqtts://host:port, ws://host:port/path, wss://host:port/path, quic://host:port, or host:port for TCP (repeatable; default mqtt://127.0.0.1:1883)",
+	"tls-cert":                "server certificate file (PEM) of mqtts, wss and quic listeners; reloaded on SIGHUP and when the file changes",
+	"tls-key":                 "private key file (PEM) of --tls-cert",
+	"tls-ca":                  "CA certificates file (PEM) that client certificates are verified against (clients may then present one)",
+	"tls-require-client-cert": "require a client certificate verified against --tls-ca on TLS listeners",
+	"ws-allowed-origin":       "Origin host pattern a browser may connect from over ws/wss, e.g. example.com or *.example.com (repeatable; default any)",
+	"ws-trusted-proxy":        "network (CIDR) whose X-Forwarded-For header is trusted on ws/wss listeners (repeatable; default none)",
+	"quic-delivery":           "stream strategy of quic listeners for PUBLISH to multistream (ALPN MQTT-next) clients: control_only, per_topic, per_publish (default per_topic)",
+	"quic-datagrams":          "quic listeners: send QoS 0 PUBLISH as QUIC datagrams to clients that enable them too",
+	"allow-anonymous":         "allow clients without credentials on non-loopback listeners",
+	"log-level":               "log level: debug, info, warn, error (default info)",
+	"log-format":              "log format: text or json (default text)",
+	"sys-interval":            "interval between $SYS updates (0 disables; default 10s)",
+	"shutdown-timeout":        "how long a graceful shutdown may take (default 10s)",
+	"data-dir":                "directory of the persistent state (sessions, queues, retained messages, wills; default data)",
+	"durability":              "when QoS 1/2 publications are acknowledged: sync (after fsync; default), batch (after a group commit every --batch-interval), none (state saved at graceful shutdown only)",
+	"batch-interval":          "commit interval of --durability batch (default 10ms)",
+	"max-queued-messages":     "bound of each session's outbound queue in messages (default 10000; -1 unlimited)",
+	"max-queued-bytes":        "bound of each session's outbound queue in bytes (default 64 MiB; -1 unlimited)",
+}
 
-func (s *stringList) String() string     { return strings.Join(*s, ",") }
-func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+func init() {
+	for k, v := range authFlagHelp {
+		brokerFlagHelp[k] = v
+	}
+}
 
-func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("broker", "broker [flags]", stderr)
-	var listen stringList
-	fs.Var(&listen, "listen", "listener URL: mqtt://host:port, mqtts://host:port, ws://host:port/path, wss://host:port/path, quic://host:port, or host:port for TCP (repeatable; default mqtt://127.0.0.1:1883)")
-	tlsCert := fs.String("tls-cert", "", "server certificate file (PEM) of mqtts, wss and quic listeners; reloaded on SIGHUP and when the file changes")
-	tlsKey := fs.String("tls-key", "", "private key file (PEM) of --tls-cert")
-	tlsCA := fs.String("tls-ca", "", "CA certificates file (PEM) that client certificates are verified against (clients may then present one)")
-	tlsRequire := fs.Bool("tls-require-client-cert", false, "require a client certificate verified against --tls-ca on TLS listeners")
-	var wsOrigins, wsProxies stringList
-	fs.Var(&wsOrigins, "ws-allowed-origin", "Origin host pattern a browser may connect from over ws/wss, e.g. example.com or *.example.com (repeatable; default any)")
-	fs.Var(&wsProxies, "ws-trusted-proxy", "network (CIDR) whose X-Forwarded-For header is trusted on ws/wss listeners (repeatable; default none)")
-	quicDelivery := fs.String("quic-delivery", "per_topic", "stream strategy of quic listeners for PUBLISH to multistream (ALPN MQTT-next) clients: control_only, per_topic, per_publish")
-	quicDatagrams := fs.Bool("quic-datagrams", false, "quic listeners: send QoS 0 PUBLISH as QUIC datagrams to clients that enable them too")
-	allowAnon := fs.Bool("allow-anonymous", false, "allow clients without credentials on non-loopback listeners")
-	logLevel := fs.String("log-level", "info", "log level: debug, info, warn, error")
-	logFormat := fs.String("log-format", "text", "log format: text or json")
-	sysInterval := fs.Duration("sys-interval", 10*time.Second, "interval between $SYS updates (0 disables)")
-	shutdownTimeout := fs.Duration("shutdown-timeout", 10*time.Second, "how long a graceful shutdown may take")
-	dataDir := fs.String("data-dir", "data", "directory of the persistent state (sessions, queues, retained messages, wills)")
-	noPersist := fs.Bool("no-persistence", false, "keep all state in memory only")
-	durability := fs.String("durability", "sync", "when QoS 1/2 publications are acknowledged: sync (after fsync), batch (after a group commit every --batch-interval), none (state saved at graceful shutdown only)")
-	batchInterval := fs.Duration("batch-interval", 10*time.Millisecond, "commit interval of --durability batch")
-	maxQueued := fs.Int("max-queued-messages", 0, "bound of each session's outbound queue in messages (default 10000; -1 unlimited)")
-	maxQueuedBytes := fs.Int64("max-queued-bytes", 0, "bound of each session's outbound queue in bytes (default 64 MiB)")
-	af := registerAuthFlags(fs)
+const brokerSynopsis = "broker [--config FILE] [flags] | broker generate-config [--format json|toml] | broker check-config FILE"
+
+// brokerFlags defines the broker's flags over cfg, plus --config and
+// --no-persistence.
+func brokerFlags(w io.Writer, cfg *config.Config, configFile *string, noPersist *bool) *flag.FlagSet {
+	fs := newFlagSet("broker", brokerSynopsis, w)
+	fs.StringVar(configFile, "config", "", "configuration file (.json or .toml; default $"+config.EnvConfigFile+"); flags override the environment (MQTT5_*), which overrides the file")
+	fs.BoolVar(noPersist, "no-persistence", false, "keep all state in memory only (storage.persistence = false)")
+	config.BindFlags(fs, cfg, brokerFlagHelp)
+	return fs
+}
+
+// loadBrokerConfig builds the configuration from the defaults, the file,
+// the environment and the flags, in increasing precedence, and validates
+// it.
+func loadBrokerConfig(args, environ []string, stderr io.Writer) (config.Config, string, error) {
+	var scratch config.Config
+	var file string
+	var noPersist bool
+	fs := brokerFlags(stderr, &scratch, &file, &noPersist)
 	if err := parseFlags(fs, args); err != nil {
-		return err
+		return scratch, "", err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+		return scratch, "", fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	logger, err := newLogger(stderr, *logLevel, *logFormat)
+	if file == "" {
+		for _, kv := range environ {
+			if v, ok := strings.CutPrefix(kv, config.EnvConfigFile+"="); ok {
+				file = v
+			}
+		}
+	}
+	cfg := config.Default()
+	if file != "" {
+		var err error
+		if cfg, err = config.LoadFile(file); err != nil {
+			return cfg, file, err
+		}
+	}
+	if err := config.ApplyEnv(&cfg, environ); err != nil {
+		return cfg, file, err
+	}
+	fs = brokerFlags(io.Discard, &cfg, new(string), &noPersist)
+	if err := parseFlags(fs, args); err != nil {
+		return cfg, file, err
+	}
+	if noPersist {
+		cfg.Storage.Persistence = false
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, file, err
+	}
+	return cfg, file, nil
+}
+
+func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "generate-config":
+			return runGenerateConfig(args[1:], stdout, stderr)
+		case "check-config":
+			return runCheckConfig(args[1:], stdout, stderr)
+		}
+	}
+	cfgFile, file, err := loadBrokerConfig(args, os.Environ(), stderr)
+	if err != nil {
+		if errors.Is(err, config.ErrInvalid) {
+			return fmt.Errorf("%w: %v", errUsage, err)
+		}
+		return err
+	}
+	logger, err := newLogger(stderr, cfgFile.Log.Level, cfgFile.Log.Format)
 	if err != nil {
 		return err
 	}
-	if len(listen) == 0 {
-		listen = stringList{"mqtt://127.0.0.1:1883"}
+	if file != "" {
+		logger.Info("configuration", "file", file)
 	}
-	urls := make([]*url.URL, 0, len(listen))
+	urls := make([]*url.URL, 0, len(cfgFile.Listeners))
 	needTLS := false
-	for _, l := range listen {
+	for _, l := range cfgFile.Listeners {
 		u, err := transport.ParseListenURL(l)
 		if err != nil {
 			return fmt.Errorf("%w: --listen %s: %v", errUsage, l, err)
-		}
-		if !isLoopbackAddr(u.Host) && !*allowAnon && !af.authenticates() {
-			return fmt.Errorf("%w: refusing to listen on %s without authentication: anonymous access is allowed only on loopback; configure --password-file or --cert-auth, or pass --allow-anonymous to accept anonymous clients there", errUsage, u.Host)
 		}
 		switch u.Scheme {
 		case "mqtts", "ssl", "tls", "wss", "quic":
@@ -81,57 +142,41 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 		urls = append(urls, u)
 	}
-	if needTLS && (*tlsCert == "" || *tlsKey == "") {
-		return fmt.Errorf("%w: mqtts, wss and quic listeners need --tls-cert and --tls-key", errUsage)
-	}
-	if *tlsRequire && *tlsCA == "" {
-		return fmt.Errorf("%w: --tls-require-client-cert needs --tls-ca", errUsage)
-	}
-	wsCfg := transport.WebSocketConfig{AllowedOrigins: wsOrigins}
-	for _, p := range wsProxies {
-		pfx, err := parsePrefix(p)
-		if err != nil {
-			return fmt.Errorf("%w: --ws-trusted-proxy %s: %v", errUsage, p, err)
-		}
+	wsCfg := transport.WebSocketConfig{AllowedOrigins: cfgFile.WebSocket.AllowedOrigins}
+	for _, p := range cfgFile.WebSocket.TrustedProxies {
+		pfx, _ := config.ParsePrefix(p)
 		wsCfg.TrustedProxies = append(wsCfg.TrustedProxies, pfx)
 	}
 	var certs *transport.CertReloader
 	if needTLS {
 		auth := transport.ClientCertNone
-		if *tlsCA != "" {
+		if cfgFile.TLS.CA != "" {
 			auth = transport.ClientCertOptional
 		}
-		if *tlsRequire {
+		if cfgFile.TLS.RequireClientCert {
 			auth = transport.ClientCertRequired
 		}
-		certs, err = transport.NewCertReloader(transport.ServerTLS{CertFile: *tlsCert, KeyFile: *tlsKey, ClientCAFile: *tlsCA, ClientAuth: auth}, logger)
+		certs, err = transport.NewCertReloader(transport.ServerTLS{CertFile: cfgFile.TLS.Cert, KeyFile: cfgFile.TLS.Key, ClientCAFile: cfgFile.TLS.CA, ClientAuth: auth}, logger)
 		if err != nil {
 			return err
 		}
 	}
-	dur, err := broker.ParseDurability(*durability)
-	if err != nil {
-		return fmt.Errorf("%w: --durability: %v", errUsage, err)
-	}
-	authn, err := af.build(logger, *tlsCA != "")
+	authn, err := buildAuth(cfgFile.Auth, logger, cfgFile.TLS.CA != "")
 	if err != nil {
 		return err
 	}
-	cfg := broker.Config{Logger: logger, SysInterval: *sysInterval, Durability: dur, BatchInterval: *batchInterval,
-		Queue: broker.QueueConfig{MaxMessages: *maxQueued, MaxBytes: *maxQueuedBytes}}
-	if *sysInterval == 0 {
-		cfg.SysInterval = -1
-	}
+	cfg := cfgFile.Broker()
+	cfg.Logger = logger
 	authn.apply(&cfg)
 	ver, _ := buildInfo()
 	cfg.Version = "mqtt5 " + ver
-	if !*noPersist {
-		st, err := store.OpenDefault(*dataDir, store.Options{Logger: logger})
+	if cfgFile.Storage.Persistence {
+		st, err := store.OpenDefault(cfgFile.Storage.DataDir, store.Options{Logger: logger})
 		if err != nil {
 			return fmt.Errorf("open data directory: %w", err)
 		}
 		cfg.Store = st
-		logger.Info("persistence", "dir", *dataDir, "durability", dur.String())
+		logger.Info("persistence", "dir", cfgFile.Storage.DataDir, "durability", cfg.Durability.String())
 	}
 	b, err := broker.Open(ctx, cfg)
 	if err != nil {
@@ -144,7 +189,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	listeners := make([]net.Listener, 0, len(urls))
 	for _, u := range urls {
 		lc := transport.ListenConfig{URL: u.String(), WebSocket: wsCfg, Logger: logger,
-			QUIC: mqttquic.ServerConfig{Delivery: mqttquic.Delivery(*quicDelivery), Datagrams: *quicDatagrams}}
+			QUIC: mqttquic.ServerConfig{Delivery: mqttquic.Delivery(cfgFile.QUIC.Delivery), Datagrams: cfgFile.QUIC.Datagrams}}
 		if certs != nil {
 			lc.TLS = certs.TLSConfig()
 		}
@@ -178,7 +223,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	case err := <-errc:
 		logger.Error("listener failed", "err", err)
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), cfgFile.ShutdownTimeout.D())
 	defer cancel()
 	if err := b.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
@@ -199,18 +244,6 @@ func listenerURL(u *url.URL, a net.Addr) string {
 		cp.Host = net.JoinHostPort(u.Hostname(), port)
 	}
 	return cp.String()
-}
-
-// parsePrefix parses a CIDR network or a single address.
-func parsePrefix(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		return netip.ParsePrefix(s)
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, err
-	}
-	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
 // reloadOnHangup reloads the TLS certificates and the auth files on each
@@ -263,4 +296,46 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("%w: --log-format must be text or json", errUsage)
+}
+
+// runGenerateConfig prints the default configuration.
+func runGenerateConfig(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("broker generate-config", "broker generate-config [--format json|toml]", stderr)
+	format := fs.String("format", "toml", "json or toml")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	b, err := config.Generate(*format)
+	if err != nil {
+		return fmt.Errorf("%w: --format: %v", errUsage, err)
+	}
+	_, err = stdout.Write(b)
+	return err
+}
+
+// runCheckConfig loads and validates a configuration file (with the
+// MQTT5_* environment applied) and reports every problem.
+func runCheckConfig(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("broker check-config", "broker check-config FILE", stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return fmt.Errorf("%w: check-config takes one file", errUsage)
+	}
+	cfg, err := config.LoadFile(fs.Arg(0))
+	if err == nil {
+		err = config.ApplyEnv(&cfg, os.Environ())
+	}
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", fs.Arg(0), err)
+	}
+	fmt.Fprintf(stdout, "%s: configuration is valid\n", fs.Arg(0))
+	return nil
 }
