@@ -148,6 +148,11 @@ type Client struct {
 	connected atomic.Bool
 	transport atomic.Pointer[conn] // the live connection, nil while offline
 
+	// connInfo describes the first connection (Request reads it); rr is
+	// the Requester behind Client.Request.
+	connInfo atomic.Pointer[ConnectInfo]
+	rr       defaultRequester
+
 	// Counters, for tests and diagnostics.
 	inflightMax atomic.Int64 // high-water mark of outbound QoS 1/2 in flight
 	aliasHits   atomic.Int64 // publishes sent with an empty topic and an alias
@@ -244,6 +249,7 @@ func (c *Client) Connect(ctx context.Context) (*ConnectInfo, error) {
 	c.state.Store(stateRunning)
 	c.events.start()
 	info := e.install(hs)
+	c.connInfo.Store(info)
 	go c.dispatch()
 	go e.run()
 	return info, nil
@@ -366,6 +372,11 @@ func (c *Client) newOutMsg(m *Message) (*outMsg, error) {
 			return nil, &ReasonError{Op: "publish", Code: packet.TopicNameInvalid, ReasonString: err.Error(), Local: true}
 		}
 	}
+	if m.Topic != "" {
+		if err := checkNamespace(c.opts.Namespace, "publish", m.Topic); err != nil {
+			return nil, err
+		}
+	}
 	if m.ResponseTopic != "" {
 		if err := validateName(m.ResponseTopic); err != nil { // [MQTT-3.3.2-14]
 			return nil, &ReasonError{Op: "publish", Code: packet.ProtocolError, ReasonString: "response topic: " + err.Error(), Local: true}
@@ -373,6 +384,12 @@ func (c *Client) newOutMsg(m *Message) (*outMsg, error) {
 	}
 	if m.PayloadFormat > 1 {
 		return nil, localError("publish", packet.ProtocolError, "payload format indicator above 1")
+	}
+	if c.opts.Codec != nil {
+		var err error
+		if m, err = c.opts.Codec.encodeMessage(m); err != nil {
+			return nil, err
+		}
 	}
 	om := &outMsg{pub: m.toPacket()}
 	if c.opts.Version == packet.V311 {
@@ -418,6 +435,9 @@ func (c *Client) Subscribe(ctx context.Context, subs []Subscription, h Handler, 
 		if s.NoLocal && strings.HasPrefix(s.Filter, "$share/") {
 			// [MQTT-3.8.3-4] No Local on a shared subscription is a protocol error.
 			return nil, &ReasonError{Op: "subscribe", Code: packet.ProtocolError, Filter: s.Filter, ReasonString: "No Local on a shared subscription", Local: true}
+		}
+		if err := checkNamespace(c.opts.Namespace, "subscribe", s.Filter); err != nil {
+			return nil, err
 		}
 	}
 	if err := c.usable(); err != nil {
@@ -650,6 +670,16 @@ func (c *Client) dispatch() {
 }
 
 func (c *Client) handle(m *Message) {
+	if c.opts.Codec != nil {
+		if err := c.opts.Codec.decodeMessage(m); err != nil {
+			c.log.Error("payload decoding", "topic", m.Topic, "error", err)
+			c.reportError(err)
+			if m.ack != nil {
+				m.decide(packet.Success) // dropped, not redelivered
+			}
+			return
+		}
+	}
 	n := c.router.match(m.Topic, m.SubscriptionIDs, func(h Handler) { c.callHandler(h, m) })
 	if n == 0 && c.opts.DefaultHandler != nil {
 		n = 1

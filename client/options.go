@@ -172,6 +172,17 @@ type Options struct {
 	// WriteBuffer is the number of encoded bytes that may wait for the
 	// network before publishing blocks (default 1 MiB).
 	WriteBuffer int
+
+	// Namespace, when set, checks every topic published to (and the will
+	// topic) and every filter subscribed to before anything is sent; a
+	// refusal is a *NamespaceError (errors.Is(err, ErrNamespace)). Presets:
+	// AWSIoTNamespace, AzureIoTHubNamespace, GenericNamespace.
+	Namespace NamespaceValidator
+
+	// Codec, when set, compresses published payloads and decompresses
+	// received ones by Content Type (see Codec). MQTT 5 only: New refuses
+	// it with 3.1.1 (ErrCodecNeedsV5).
+	Codec *Codec
 }
 
 // CleanStartMode selects the Clean Start flag of CONNECT.
@@ -319,6 +330,19 @@ func (o Options) normalize() (Options, error) {
 		if err := validateName(w.Topic); err != nil {
 			return o, fmt.Errorf("mqtt client: will topic: %w", err)
 		}
+		if err := checkNamespace(o.Namespace, "will", w.Topic); err != nil {
+			return o, err
+		}
+	}
+	if o.Codec != nil {
+		if o.Version == packet.V311 {
+			return o, ErrCodecNeedsV5
+		}
+		if err := o.Codec.validate(); err != nil {
+			return o, err
+		}
+		cp := *o.Codec // later changes by the caller do not reach the Client
+		o.Codec = &cp
 	}
 	k := &o.Keepalive
 	if k.Interval == 0 {

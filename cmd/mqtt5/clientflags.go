@@ -893,6 +893,83 @@ const propHelp = `MQTT 5 properties (-D COMMAND PROPERTY VALUE, repeatable; name
   disconnect  session-expiry-interval
 `
 
+// ---- payload codecs (pub --compress, sub --decompress) ----
+
+// codecFlags holds the payload compression flags.
+type codecFlags struct {
+	compress      string
+	level         int
+	levelSet      bool
+	minSize       int
+	minSet        bool
+	decompress    bool
+	maxSize       int64
+	maxSet        bool
+	compressFlags bool // registered: pub
+}
+
+func (f *codecFlags) registerCompress(c *cli) {
+	f.compressFlags = true
+	c.value("", "compress", "gzip|deflate", "compress the payload; sets Content Type application/gzip or "+
+		"application/x-deflate (MQTT 5; not when -D publish content-type is given)", func(v string) error {
+		switch strings.ToLower(v) {
+		case "gzip", "deflate":
+			f.compress = strings.ToLower(v)
+			return nil
+		}
+		return fmt.Errorf("%q is not gzip or deflate", v)
+	})
+	c.value("", "compress-level", "N", "compression level, 1 (fastest) to 9 (smallest); default 6", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 9 {
+			return fmt.Errorf("%q is not an integer from 1 to 9", v)
+		}
+		f.level, f.levelSet = n, true
+		return nil
+	})
+	c.value("", "compress-min", "BYTES", "send payloads shorter than BYTES uncompressed, without Content Type (default 0)", func(v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("%q is not a number of bytes", v)
+		}
+		f.minSize, f.minSet = n, true
+		return nil
+	})
+}
+
+func (f *codecFlags) registerDecompress(c *cli) {
+	c.boolVar(&f.decompress, "", "decompress", "decompress payloads whose Content Type is application/gzip or "+
+		"application/x-deflate (MQTT 5); those that fail are reported on stderr and skipped")
+	c.value("", "max-decompressed", "BYTES", fmt.Sprintf("largest decompressed payload (default %d); implies --decompress",
+		client.DefaultMaxDecompressed), func(v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return fmt.Errorf("%q is not a positive number of bytes", v)
+		}
+		f.maxSize, f.maxSet = n, true
+		return nil
+	})
+}
+
+// codec returns the client codec the flags ask for, nil for none.
+func (f *codecFlags) codec(v packet.Version) (*client.Codec, error) {
+	if f.compressFlags && f.compress == "" && (f.levelSet || f.minSet) {
+		return nil, fmt.Errorf("%w: --compress-level and --compress-min need --compress", errUsage)
+	}
+	if f.compress == "" && !f.decompress && !f.maxSet {
+		return nil, nil
+	}
+	if v == packet.V311 {
+		return nil, fmt.Errorf("%w: payload compression needs MQTT 5 (it is named by the Content Type property): drop -V %v", errUsage, v)
+	}
+	return &client.Codec{
+		Compression:     client.Compression(f.compress),
+		Level:           f.level,
+		MinSize:         f.minSize,
+		MaxDecompressed: f.maxSize,
+	}, nil
+}
+
 // ---- message source (pub and rr) ----
 
 // msgSource holds -m, -f, -s, -l and -n.

@@ -18,6 +18,7 @@ const pubFooter = `Examples:
   mqtt5 pub -L mqtt://user:secret@broker:1883/sensors/1/temp -m 21.5 -r
   tail -f log | mqtt5 pub -t logs -l -q 1
   mqtt5 pub -t cmd -m on -D publish user-property origin cli -D publish message-expiry-interval 60
+  mqtt5 pub -t logs/app -f app.log --compress gzip --compress-min 512
 
 ` + propHelp + `
 ` + "MQTT 5 is the default (mosquitto_pub defaults to 3.1.1): pass -V 311 for 3.1.1.\n\n"
@@ -35,6 +36,8 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	src.register(c, true)
 	c.intVar(&qos, "q", "qos", "QOS", "quality of service: 0, 1 or 2 (default 0)", 0, 2)
 	c.boolVar(&retain, "r", "retain", "retain the message")
+	var codec codecFlags
+	codec.registerCompress(c)
 	cf.register(c, "connect", "publish", "will", "disconnect")
 	pos, err := c.parse(args, stderr)
 	if err != nil {
@@ -50,6 +53,9 @@ func runPub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	defer errw.close()
 	o, err := cf.options(errw)
 	if err != nil {
+		return err
+	}
+	if o.Codec, err = codec.codec(cf.version); err != nil {
 		return err
 	}
 	if cf.urlTopic != "" {

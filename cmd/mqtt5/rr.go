@@ -1,10 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"time"
@@ -18,8 +18,8 @@ const rrSynopsis = "rr -t request-topic -e response-topic {-m message | -f file 
 
 const rrFooter = `rr subscribes to the response topic, publishes the request with the Response
 Topic and Correlation Data properties (MQTT 5 only), waits for the response
-that carries the same Correlation Data (others are ignored), prints it in the
-chosen format and exits. The correlation data is random unless given with
+that carries the same Correlation Data (others are ignored; -d names them),
+prints it in the chosen format and exits. The correlation data is random unless given with
 -D publish correlation-data VALUE; the responder must copy it into its reply.
 
 Examples:
@@ -95,7 +95,6 @@ func runRR(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	req := &client.Message{Topic: reqTopic, Payload: payload, QoS: byte(qos)}
 	cf.props.publish.apply(req)
-	req.ResponseTopic = respTopic
 	if req.CorrelationData == nil {
 		id := make([]byte, 16)
 		rand.Read(id)
@@ -107,38 +106,39 @@ func runRR(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	resp := make(chan *client.Message, 1)
-	handler := func(m *client.Message) {
-		if !bytes.Equal(m.CorrelationData, req.CorrelationData) {
+	r, err := client.NewRequester(cl, client.RequesterOptions{
+		ResponseTopic:    respTopic,
+		QoS:              byte(qos),
+		MaxInFlight:      1,
+		SubscribeOptions: subscribeOptions(&cf.props),
+		OnStray: func(m *client.Message) {
 			if cf.debug {
 				fmt.Fprintf(errw, "ignoring a message on %s with other correlation data (%q)\n", m.Topic, m.CorrelationData)
 			}
-			return
-		}
-		select {
-		case resp <- m:
-		default:
-		}
-	}
-	err = subscribe(ctx, cl, []client.Subscription{{Filter: respTopic, QoS: byte(qos)}}, handler, &cf.props, errw, cf.debug)
+		},
+	})
 	if err == nil {
-		err = cl.Publish(ctx, req)
-		if err != nil {
-			err = describe("request", err)
-		}
+		subs := []client.Subscription{{Filter: respTopic, QoS: byte(qos)}}
+		ack, serr := r.Start(ctx)
+		err = subackResult(ack, serr, subs, errw, cf.debug)
+	} else {
+		err = fmt.Errorf("%w: %v", errUsage, err)
 	}
 	if err == nil {
-		t := time.NewTimer(time.Duration(timeout) * time.Second)
-		defer t.Stop()
-		select {
-		case m := <-resp:
+		wctx, cancel := context.WithTimeout(ctx, time.Duration(timeout)*time.Second)
+		m, rerr := r.Request(wctx, req)
+		cancel()
+		switch {
+		case rerr == nil:
 			stdout.Write(appendMessage(nil, m, format, !out.noNewline))
-		case <-t.C:
-			err = fmt.Errorf("no response on %s within %ds", respTopic, timeout)
-		case <-ctx.Done():
+		case ctx.Err() != nil:
 			err = fmt.Errorf("interrupted while waiting for the response")
-		case <-cl.Done():
+		case errors.Is(rerr, context.DeadlineExceeded):
+			err = fmt.Errorf("no response on %s within %ds", respTopic, timeout)
+		case errors.Is(rerr, client.ErrClosed):
 			err = fmt.Errorf("connection ended: %w", cl.Err())
+		default:
+			err = describe("request", rerr)
 		}
 	}
 	if derr := disconnect(cl, &cf.props); err == nil && cl.Err() == nil {

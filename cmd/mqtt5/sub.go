@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -35,6 +36,7 @@ Examples:
   mqtt5 sub -t 'sensors/#' -T sensors/debug/# -F json -q 1
   mqtt5 sub -t status -C 1 -W 5 -R      # the next fresh message, or exit 1 after 5 s
   mqtt5 sub -c -i archiver -q 2 -t 'logs/#' -x 3600   # persistent, kept 1 h offline
+  mqtt5 sub -t 'logs/#' --decompress --max-decompressed 1048576
 
 ` + propHelp + `
 ` + "MQTT 5 is the default (mosquitto_sub defaults to 3.1.1): pass -V 311 for 3.1.1.\n" +
@@ -252,6 +254,8 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			rh = n
 			return nil
 		}, "retain-handling")
+	var codec codecFlags
+	codec.registerDecompress(c)
 	cf.register(c, "connect", "subscribe", "will", "disconnect")
 	pos, err := c.parse(args, stderr)
 	if err != nil {
@@ -271,6 +275,17 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	o, err := cf.options(errw)
 	if err != nil {
 		return err
+	}
+	if o.Codec, err = codec.codec(cf.version); err != nil {
+		return err
+	}
+	if o.Codec != nil {
+		o.OnError = func(err error) {
+			var ce *client.CodecError
+			if errors.As(err, &ce) {
+				fmt.Fprintf(errw, "mqtt5 sub: skipped a message on %s: %v\n", ce.Topic, ce.Err)
+			}
+		}
 	}
 	if cf.urlTopic != "" {
 		topics = append(topics, cf.urlTopic)
@@ -406,6 +421,12 @@ func runSub(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 // subscribe sends the SUBSCRIBE and reports refusals: each refused filter
 // is named on stderr; when all are refused the command fails.
 func subscribe(ctx context.Context, cl *client.Client, subs []client.Subscription, h client.Handler, p *propFlags, errw io.Writer, debug bool) error {
+	ack, err := cl.Subscribe(ctx, subs, h, subscribeOptions(p)...)
+	return subackResult(ack, err, subs, errw, debug)
+}
+
+// subscribeOptions returns the options of -D subscribe properties.
+func subscribeOptions(p *propFlags) []client.SubscribeOption {
 	var opts []client.SubscribeOption
 	if id := p.subscribe.subscriptionID; id != 0 {
 		opts = append(opts, client.WithSubscriptionID(id))
@@ -413,7 +434,12 @@ func subscribe(ctx context.Context, cl *client.Client, subs []client.Subscriptio
 	if len(p.subscribe.user) > 0 {
 		opts = append(opts, client.WithUserProperties(p.subscribe.user...))
 	}
-	ack, err := cl.Subscribe(ctx, subs, h, opts...)
+	return opts
+}
+
+// subackResult reports the outcome of a SUBSCRIBE of subs as subscribe
+// does.
+func subackResult(ack *client.Suback, err error, subs []client.Subscription, errw io.Writer, debug bool) error {
 	if ack == nil {
 		return describe("subscribe", err)
 	}
