@@ -154,6 +154,19 @@
 // declares the connection lost (ErrKeepAliveTimeout) when nothing, PINGRESP
 // included, has arrived for 150% of K. Both percentages are configurable.
 //
+// # Cloud brokers, codecs and request/response
+//
+// AWSIoT builds Options for AWS IoT Core (mqtts on 8883, or port 443 with
+// ALPN x-amzn-mqtt-ca; certificates from PEM or DER bytes or files) with
+// its namespace rules. Options.Namespace (AWSIoTNamespace,
+// AzureIoTHubNamespace, GenericNamespace) checks topics and filters before
+// anything is sent (errors.Is(err, ErrNamespace)). Options.Codec compresses
+// payloads with gzip or deflate, marked by Content Type, and decompresses
+// received ones under a hard size cap. Client.Request publishes a request
+// with Response Topic and Correlation Data and waits for its response;
+// Client.HandleRequests serves requests. SubscribeQoS returns the packet
+// identifier and granted QoS as cloud SDKs do. See docs/cloud.md.
+//
 // # Logging
 //
 // Options.Logger (a *slog.Logger, default discard) receives connection
