@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -33,6 +34,11 @@ type Broker struct {
 	recvAuth ReceiveAuthorizer // Config.Authorizer when it checks deliveries
 	stats    stats
 	persist  *persister // nil without a store
+
+	changeOnly *changeOnly // nil when ChangeOnly is off
+	filtering  bool        // change-only delivery or echo suppression is on
+	stamping   bool        // Stamp is on
+	hooks      hookRunner
 
 	sessMu   sync.Mutex
 	sessions map[string]*session
@@ -66,7 +72,16 @@ func New(cfg Config) *Broker {
 		quit:        make(chan struct{}),
 	}
 	b.started = b.now()
+	b.hooks.b = b
 	b.recvAuth, _ = cfg.Authorizer.(ReceiveAuthorizer)
+	b.changeOnly = b.newChangeOnly()
+	b.filtering = b.changeOnly != nil || cfg.EchoSuppression.Property != ""
+	b.stamping = cfg.Stamp.enabled()
+	for i, h := range cfg.Hooks {
+		if err := b.AddHook(h); err != nil {
+			panic(fmt.Sprintf("broker: Config.Hooks[%d]: %v", i, err))
+		}
+	}
 	if cfg.SysInterval > 0 {
 		b.wg.Add(1)
 		go b.sysLoop()
@@ -229,6 +244,7 @@ func (b *Broker) Shutdown(ctx context.Context) error {
 	go func() {
 		b.connWG.Wait()
 		b.stopSessions()
+		b.hooks.stop()
 		b.wg.Wait()
 		storeErr = b.closeStore(ctx)
 		close(done)
@@ -378,7 +394,11 @@ func (b *Broker) Subscribe(filter string, qos byte, handler func(*Message)) (uns
 }
 
 func (b *Broker) newSession(id string) *session {
-	return &session{b: b, id: id, seq: b.sessSeq.Add(1)}
+	s := &session{b: b, id: id, seq: b.sessSeq.Add(1)}
+	if co := b.changeOnly; co != nil {
+		s.unchangedExempt = co.exempt(id)
+	}
+	return s
 }
 
 // assignClientID returns a client identifier no session uses
@@ -409,6 +429,13 @@ func (b *Broker) Stats() Stats {
 		PublishReceived:  b.stats.publishReceived.Load(),
 		PublishSent:      b.stats.publishSent.Load(),
 		Dropped:          make(map[string]int64, numDropReasons),
+
+		Redirects:            b.stats.redirects.Load(),
+		ChangeOnlySuppressed: b.stats.unchanged.Load(),
+		EchoSuppressed:       b.stats.echoes.Load(),
+		HookEventsDropped:    b.stats.hookDrops.Load(),
+		RateLimited:          b.stats.rateLimited.Load(),
+		RateLimitDisconnects: b.stats.rateDisconnects.Load(),
 	}
 	for i := range b.stats.drops {
 		st.Dropped[dropNames[i]] = b.stats.drops[i].Load()

@@ -209,7 +209,9 @@ func TestRetained(t *testing.T) {
 func TestRetainHandling(t *testing.T) {
 	b := newTestBroker(t, Config{})
 	pub := dial(t, b, packet.V5, "pub")
-	pub.publish(&packet.Publish{Topic: "r", Retain: true, Payload: []byte("v")})
+	// QoS 1: PUBACK tells that the message is routed and retained before
+	// anyone subscribes.
+	pub.publish(&packet.Publish{Topic: "r", Retain: true, QoS: 1, PacketID: 1, Payload: []byte("v")})
 	sub := dial(t, b, packet.V5, "sub")
 	// RH 2: never [MQTT-3.3.1-11].
 	sub.subscribe(1, packet.Subscription{Filter: "r", RetainHandling: 2})

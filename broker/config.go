@@ -70,6 +70,32 @@ type Config struct {
 	Durability Durability
 	// BatchInterval is the commit interval of DurabilityBatch. Default 10 ms.
 	BatchInterval time.Duration
+
+	// LoadBalancer, when it lists backends, makes the broker redirect v5
+	// clients to one of them instead of serving them.
+	LoadBalancer LoadBalancerConfig
+
+	// ChangeOnly suppresses, per subscriber session and topic, messages
+	// whose payload equals the last one delivered. Default: off.
+	ChangeOnly ChangeOnlyConfig
+
+	// Hooks are event handlers, each implementing one or more of
+	// ConnectHook, SubscribeHook, UnsubscribeHook, PublishHook,
+	// DisconnectHook, RetainedHook and DeliveredHook (see AddHook). New
+	// panics on a value that implements none of them.
+	Hooks []any
+
+	// Stamp adds the publisher's identity to routed messages as user
+	// properties. Default: off.
+	Stamp StampConfig
+
+	// EchoSuppression keeps a message from the session named by one of its
+	// user properties. Default: off.
+	EchoSuppression EchoSuppressionConfig
+
+	// RateLimits bound what one client may publish and receive per second.
+	// Default: unlimited.
+	RateLimits RateLimits
 }
 
 // Capabilities are the features the broker advertises to v5 clients in
@@ -233,6 +259,9 @@ func (c Config) withDefaults() Config {
 	if cp.MaxSessionExpiry == 0 {
 		cp.MaxSessionExpiry = 0xFFFFFFFF
 	}
+	c.LoadBalancer = c.LoadBalancer.withDefaults()
+	c.ChangeOnly = c.ChangeOnly.withDefaults()
+	c.RateLimits = c.RateLimits.withDefaults(cp.MaximumPacketSize)
 	l := &c.Limits
 	l.MaxConnections = defInt(l.MaxConnections, 100_000)
 	l.MaxSubscriptionsPerClient = defInt(l.MaxSubscriptionsPerClient, 1000)

@@ -14,6 +14,7 @@ import (
 	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/packet"
 	"github.com/mqtt5go/mqtt5/topic"
+	"golang.org/x/time/rate"
 )
 
 // conn is one network connection. Its read goroutine (serve) owns the
@@ -46,6 +47,12 @@ type conn struct {
 	aliases     map[uint16]string
 	pub         packet.Publish
 	scratch     routeScratch
+	inLimit     *inboundLimiter // nil without inbound RateLimits
+
+	// clientReason is the reason code of the client's DISCONNECT;
+	// serverReason (sess.mu) the one the broker disconnected it with.
+	clientReason packet.ReasonCode
+	serverReason packet.ReasonCode
 
 	// will of this connection, cleared by DISCONNECT 0x00
 	will      *Message
@@ -59,7 +66,10 @@ type conn struct {
 	resend     bool   // retransmit inflight messages first (session resumed)
 	ctrlDrain  *sync.Cond
 	aliasesOut map[string]uint16
-	aliasMax   uint16 // client's Topic Alias Maximum ∩ our OutboundTopicAliases
+	aliasMax   uint16        // client's Topic Alias Maximum ∩ our OutboundTopicAliases
+	outLimit   *rate.Limiter // RateLimits.OutboundMessages, nil when unlimited
+	outWait    bool          // the writer waits for outTimer (outbound rate)
+	outTimer   *time.Timer
 
 	done chan struct{} // closed when serve returns
 }
@@ -78,6 +88,7 @@ func (b *Broker) newConn(nc net.Conn) *conn {
 	c.r.Reset(nc)
 	c.r.MaxPacketSize = int(b.cfg.Capabilities.MaximumPacketSize)
 	c.info.RemoteAddr = nc.RemoteAddr()
+	c.inLimit, c.outLimit = b.cfg.RateLimits.limiters()
 	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := tc.ConnectionState()
 		c.info.TLS = &st
@@ -349,7 +360,7 @@ func (c *conn) kickLocked() {
 	if c.writing || c.closed {
 		return
 	}
-	if len(c.ctrl) == 0 && !c.resend && (c.closing || c.sess == nil || c.sess.queue.len() == 0) {
+	if len(c.ctrl) == 0 && !c.resend && (c.closing || c.sess == nil || c.sess.queue.len() == 0 || c.outWait) {
 		if c.closing {
 			c.closed = true
 			c.nc.Close()
@@ -401,6 +412,9 @@ func (c *conn) writeLoop() {
 				}
 				if d.gate != nil && d.gate.Load() {
 					break // kicked again once the publication is durable
+				}
+				if c.outLimit != nil && !c.outTokenLocked(now) {
+					break // kicked again when the rate allows
 				}
 				buf = c.appendDeliveryLocked(buf, s.queue.pop(), now, 0)
 			}
@@ -599,6 +613,7 @@ func (c *conn) disconnectLocked(rc packet.ReasonCode, reason string) {
 		}
 		c.appendCtrlLocked(d)
 	}
+	c.serverReason = rc
 	c.closing = true
 	c.ctrlDrain.Broadcast()
 	c.kickLocked()
@@ -683,6 +698,11 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	}
 	rc := packet.Success
 	switch {
+	case c.inLimit != nil && !c.inLimit.allow(c.b.now(), h.Size()):
+		if err := c.overRate(); err != nil {
+			return err
+		}
+		rc = packet.QuotaExceeded // the message is not routed
 	case strings.HasPrefix(topicName, "$"):
 		// $SYS and other $ topics are the broker's; clients may not publish.
 		rc = packet.NotAuthorized
@@ -696,9 +716,16 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	c.scratch.gate = nil
 	if rc == packet.Success {
 		m := c.b.newMessage(p, topicName, c.info.ClientID)
-		n := c.b.publish(m, s, &c.scratch)
-		if n == 0 && c.version == packet.V5 {
-			rc = packet.NoMatchingSubscribers
+		if hs := c.b.hooks.set.Load(); hs != nil && len(hs.publish) > 0 {
+			m, rc = c.b.hooks.onPublish(ctx, c, hs.publish, m) // nil: not to be routed
+		}
+		if m != nil {
+			if c.b.stamping {
+				c.b.stamp(m, &c.info)
+			}
+			if n := c.b.publish(m, s, &c.scratch); n == 0 && c.version == packet.V5 {
+				rc = packet.NoMatchingSubscribers
+			}
 		}
 	}
 	if rc.IsError() && c.version == packet.V311 {
@@ -834,6 +861,7 @@ func (c *conn) handleAck(t packet.Type, a *packet.Puback) {
 		}
 		delete(s.inflight, a.PacketID)
 		op = deleteEntryOp(s, f.d.seq)
+		c.b.hooks.delivered(c, &f.d, a.PacketID)
 	case packet.PUBREC:
 		if f.d.qos != 2 {
 			s.mu.Unlock()
@@ -865,6 +893,7 @@ func (c *conn) handleAck(t packet.Type, a *packet.Puback) {
 		}
 		delete(s.inflight, a.PacketID)
 		op = deleteEntryOp(s, f.d.seq)
+		c.b.hooks.delivered(c, &f.d, a.PacketID)
 	}
 	c.kickLocked()
 	persist := s.persistentLocked()
@@ -888,6 +917,7 @@ func (c *conn) handleDisconnect(d *packet.Disconnect) error {
 		s.expiry = min(d.Props.SessionExpiry, c.b.cfg.Capabilities.MaxSessionExpiry)
 		s.mu.Unlock()
 	}
+	c.clientReason = d.ReasonCode
 	if d.ReasonCode == packet.DisconnectWithWillMessage {
 		return errWillDisconnect
 	}
@@ -1003,6 +1033,7 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 	err := c.appendCtrlLocked(&packet.Suback{PacketID: sp.PacketID, ReasonCodes: codes})
 	s.mu.Unlock()
 	c.b.submit(ops, nil)
+	c.b.hooks.subscribed(c, sp.Subscriptions, codes)
 	return err
 }
 
@@ -1028,6 +1059,7 @@ func (c *conn) handleUnsubscribe(u *packet.Unsubscribe) error {
 	}
 	c.b.redispatch(taken, s)
 	c.b.saveSession(s)
+	c.b.hooks.unsubscribed(c, u.Filters, codes)
 	// [MQTT-3.10.4-4] UNSUBACK even when nothing matched.
 	return c.send(&packet.Unsuback{PacketID: u.PacketID, ReasonCodes: codes})
 }
@@ -1047,6 +1079,9 @@ func (c *conn) end(err error) {
 	}
 	c.b.detach(c, s)
 	s.mu.Lock()
+	if c.outTimer != nil {
+		c.outTimer.Stop()
+	}
 	if !c.closing {
 		c.closed = true
 		c.ctrlDrain.Broadcast()
@@ -1055,4 +1090,5 @@ func (c *conn) end(err error) {
 	} else {
 		s.mu.Unlock()
 	}
+	c.b.hooks.disconnected(c, err)
 }

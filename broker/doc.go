@@ -62,6 +62,15 @@
 //   - A shared-subscription member that leaves hands its queued and
 //     unacknowledged messages to another connected member.
 //
+// # Routing features
+//
+// Each of these is off by default and then costs the publish path one
+// predictable branch: load balancing by redirection (LoadBalancerConfig),
+// change-only delivery (ChangeOnlyConfig), identity stamping (StampConfig),
+// echo suppression (EchoSuppressionConfig), per-connection rate limits
+// (RateLimits) and event hooks (AddHook; docs/hooks.md has the threading
+// contract). Each is counted in Stats.
+//
 // Statements of the standard are cited beside the code that implements them
 // as [MQTT-x.y.z-n]; docs/conformance.md maps each to its tests.
 package broker

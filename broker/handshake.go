@@ -43,11 +43,18 @@ func (c *conn) refuse(v packet.Version, rc packet.ReasonCode, reason string) err
 		if !rc.ValidFor(packet.CONNACK) {
 			ack.ReasonCode = packet.UnspecifiedError
 		}
-		if c.problemInfo {
-			ack.Props.ReasonString = reason
-		}
 	} else {
 		ack.ReasonCode = v3ConnackCode(rc)
+	}
+	c.writeRefusal(ack, v, reason)
+	return fmt.Errorf("connect refused: %s: %w", reason, rc)
+}
+
+// writeRefusal writes a failing CONNACK, with reason as its Reason String
+// when the v5 client asked for problem information.
+func (c *conn) writeRefusal(ack *packet.Connack, v packet.Version, reason string) {
+	if v == packet.V5 && c.problemInfo {
+		ack.Props.ReasonString = reason
 	}
 	if c.maxOut > 0 {
 		if buf, err := ack.AppendTo(nil, v); err == nil && uint32(len(buf)) > c.maxOut {
@@ -57,7 +64,6 @@ func (c *conn) refuse(v packet.Version, rc packet.ReasonCode, reason string) err
 		}
 	}
 	c.writeDirect(ack, v)
-	return fmt.Errorf("connect refused: %s: %w", reason, rc)
 }
 
 // v3ConnackCode maps a v5 reason code to the nearest 3.1.1 return code.
@@ -128,6 +134,11 @@ func (c *conn) handshake(ctx context.Context) error {
 			return c.refuse(v, packet.ClientIdentifierNotValid, "empty client identifier without clean session")
 		}
 		assigned = true
+	}
+	if lb := &cfg.LoadBalancer; lb.enabled() && !lb.AfterAuth {
+		if done, err := c.loadBalance(clientID); done {
+			return err
+		}
 	}
 
 	// Will [MQTT-3.1.2-12] .. [MQTT-3.1.2-15], [MQTT-3.2.2-12], [MQTT-3.2.2-13].
@@ -220,6 +231,13 @@ func (c *conn) handshake(ctx context.Context) error {
 		}
 		break
 	}
+	if lb := &cfg.LoadBalancer; lb.enabled() && lb.AfterAuth {
+		// Only now: a client that failed authentication learns nothing
+		// about the backends.
+		if done, err := c.loadBalance(clientID); done {
+			return err
+		}
+	}
 
 	// Negotiated values.
 	caps := &cfg.Capabilities
@@ -286,6 +304,9 @@ func (c *conn) handshake(ctx context.Context) error {
 	if errors.Is(err, errIdentityMismatch) {
 		return c.refuse(c.version, packet.NotAuthorized, "client identifier in use by another identity")
 	}
+	if err == nil {
+		c.b.hooks.connected(c, cp.CleanStart, ack.SessionPresent)
+	}
 	return err
 }
 
@@ -312,6 +333,22 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 		s       *session
 		resumed bool
 	)
+	if !assign && !cleanStart && b.cfg.Authorizer != nil {
+		// A session about to be resumed loses the subscriptions its
+		// owner may no longer make, before CONNACK and before any new
+		// message can match them.
+		b.sessMu.Lock()
+		old := b.sessions[clientID]
+		b.sessMu.Unlock()
+		if old != nil {
+			old.mu.Lock()
+			owner := old.username
+			old.mu.Unlock()
+			if !b.identityChecked() || owner == c.info.Username {
+				c.reauthorizeSubscriptions(old)
+			}
+		}
+	}
 	b.sessMu.Lock()
 	if assign {
 		clientID = b.assignClientIDLocked()
@@ -319,6 +356,11 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 		if c.version == packet.V5 {
 			ack.Props.AssignedClientID = clientID // [MQTT-3.2.2-16]
 		}
+	}
+	if c.will != nil && b.cfg.Stamp.enabled() {
+		// The will is routed as the client's message: it carries the
+		// identity too (nothing else sees c.will yet).
+		b.stamp(c.will, &c.info)
 	}
 	old := b.sessions[clientID]
 	if old != nil && b.identityChecked() {
@@ -393,9 +435,6 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 	s.mu.Unlock()
 	b.sessMu.Unlock()
 
-	if resumed {
-		c.reauthorizeSubscriptions(s)
-	}
 	b.saveSession(s)
 	if oldConn != nil {
 		b.log.Debug("session taken over", "client", clientID)

@@ -103,10 +103,13 @@ func TestQueueOverflowDisconnect(t *testing.T) {
 	sub.connect(cp)
 	sub.subscribe(1, packet.Subscription{Filter: "q", QoS: 1})
 	pub := dial(t, b, packet.V5, "p")
-	for i := range 3 { // one in flight, one queued, the third overflows
-		pub.publish(&packet.Publish{Topic: "q", QoS: 1, PacketID: uint16(i + 1), Payload: []byte("x")})
-	}
+	// One in flight (unacknowledged: Receive Maximum 1), one queued, the
+	// third overflows.
+	pub.publish(&packet.Publish{Topic: "q", QoS: 1, PacketID: 1, Payload: []byte("x")})
 	recvAs[*packet.Publish](sub)
+	for i := 2; i <= 3; i++ {
+		pub.publish(&packet.Publish{Topic: "q", QoS: 1, PacketID: uint16(i), Payload: []byte("x")})
+	}
 	if d := recvAs[*packet.Disconnect](sub); d.ReasonCode != packet.QuotaExceeded {
 		t.Fatalf("DISCONNECT %v", d.ReasonCode)
 	}

@@ -104,7 +104,18 @@ func (s *session) persistentLocked() bool {
 	return s.b.persist != nil && s.expiry > 0 && s.handler == nil && !s.ended
 }
 
-// recordLocked returns the durable part of the session.
+// fullRecordLocked is recordLocked with the change-only state, which is
+// written only at a graceful shutdown (see ChangeOnlyConfig).
+func (s *session) fullRecordLocked() *store.Session {
+	r := s.recordLocked()
+	if s.last != nil {
+		r.LastPayloads = s.last.list()
+	}
+	return r
+}
+
+// recordLocked returns the durable part of the session, without the
+// change-only state.
 func (s *session) recordLocked() *store.Session {
 	r := &store.Session{ClientID: s.id, Username: s.username, Version: byte(s.version), Expiry: s.expiry}
 	if s.conn == nil {
@@ -215,6 +226,7 @@ func (b *Broker) restore(ctx context.Context) error {
 	bySession := make(map[string]*session, len(snap.Sessions))
 	var expired []*session
 	var wills []*session
+	var hadLast []*session // records whose change-only state is to be dropped
 	b.sessMu.Lock()
 	for i := range snap.Sessions {
 		r := &snap.Sessions[i]
@@ -247,6 +259,12 @@ func (b *Broker) restore(ctx context.Context) error {
 		if r.Will != nil {
 			s.pendingWill = fromStored(&r.Will.Message)
 			s.pendingWillDelay = r.Will.Delay
+		}
+		if len(r.LastPayloads) > 0 {
+			hadLast = append(hadLast, s)
+			if b.changeOnly != nil && !s.unchangedExempt {
+				s.last = loadLastPayloads(r.LastPayloads, b.changeOnly.max)
+			}
 		}
 		b.sessions[s.id] = s
 		bySession[s.id] = s
@@ -296,6 +314,20 @@ func (b *Broker) restore(ctx context.Context) error {
 		s.willTimer = time.AfterFunc(max(left, 0), func() { b.fireWill(s) })
 		s.mu.Unlock()
 	}
+	if len(hadLast) > 0 && b.persist.mode != DurabilityNone {
+		// The stored change-only state is true now; from here on it is
+		// not updated until the next graceful shutdown, so it goes: after
+		// a crash, a stale state could skip a changed value.
+		ops := make([]store.Op, 0, len(hadLast))
+		for _, s := range hadLast {
+			s.mu.Lock()
+			ops = append(ops, store.Op{Kind: store.PutSession, ClientID: s.id, Session: s.recordLocked()})
+			s.mu.Unlock()
+		}
+		if err := b.persist.st.Apply(ctx, ops); err != nil {
+			return fmt.Errorf("clear change-only state: %w", err)
+		}
+	}
 	for _, s := range expired {
 		b.expire(s)
 	}
@@ -327,7 +359,7 @@ func (b *Broker) saveAll(ctx context.Context) error {
 			if s.conn != nil && s.disconnectedAt.IsZero() {
 				s.disconnectedAt = b.now()
 			}
-			ops = append(ops, store.Op{Kind: store.PutSession, ClientID: s.id, Session: s.recordLocked()})
+			ops = append(ops, store.Op{Kind: store.PutSession, ClientID: s.id, Session: s.fullRecordLocked()})
 			for id, f := range s.inflight {
 				if f.d.msg != nil || f.released {
 					ops = append(ops, s.entryOpLocked(&f.d, id, f.released))
@@ -365,6 +397,25 @@ func Open(ctx context.Context, cfg Config) (*Broker, error) {
 	return b, nil
 }
 
+// saveLastPayloads writes the change-only state of the persistent sessions
+// (at shutdown, after every connection ended).
+func (b *Broker) saveLastPayloads() {
+	if b.changeOnly == nil {
+		return
+	}
+	var ops []store.Op
+	b.sessMu.Lock()
+	for _, s := range b.sessions {
+		s.mu.Lock()
+		if s.persistentLocked() && s.last != nil && s.last.len() > 0 {
+			ops = append(ops, store.Op{Kind: store.PutSession, ClientID: s.id, Session: s.fullRecordLocked()})
+		}
+		s.mu.Unlock()
+	}
+	b.sessMu.Unlock()
+	b.submit(ops, nil)
+}
+
 // closeStore flushes and closes the store at shutdown.
 func (b *Broker) closeStore(ctx context.Context) error {
 	if b.persist == nil {
@@ -372,6 +423,7 @@ func (b *Broker) closeStore(ctx context.Context) error {
 	}
 	var errs []error
 	if b.persist.com != nil {
+		b.saveLastPayloads()
 		errs = append(errs, b.persist.com.Close(ctx))
 	} else {
 		errs = append(errs, b.saveAll(ctx))

@@ -41,6 +41,7 @@ type target struct {
 // not allocate in steady state.
 type routeScratch struct {
 	m       topic.MatchResult[*session, subOpts]
+	co      topic.MatchResult[int, struct{}] // change-only patterns
 	targets []target
 	ops     []store.Op   // store operations the publication needs, for the caller to submit
 	waiting []*session   // sessions holding a delivery until those ops commit
@@ -72,15 +73,25 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 	var ops *[]store.Op
 	if b.persisting() {
 		ops = &sc.ops
-		if m.QoS == 2 {
+		if m.QoS > 0 {
+			// Deliveries to persistent sessions wait for the commit of
+			// the publication: the store then records "queued" before
+			// the writer records "in flight", never the other way round.
 			sc.gate = new(atomic.Bool)
 			sc.gate.Store(true)
 		}
 	}
 	if m.Retain {
-		if b.storeRetained(m) && ops != nil {
-			*ops = append(*ops, retainedOp(m))
+		if b.storeRetained(m) {
+			if ops != nil {
+				*ops = append(*ops, retainedOp(m))
+			}
+			b.hooks.retainedChanged(m)
 		}
+	}
+	var f routeFilter
+	if b.filtering {
+		f = b.routeFilterFor(m, sc)
 	}
 	sc.m.Reset()
 	b.router.tree.Match(m.Topic, &sc.m)
@@ -121,30 +132,86 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 	}
 	n := 0
 	for i := range targets {
-		if targets[i].s.deliver(targets[i].d, ops) {
-			sc.waiting = append(sc.waiting, targets[i].s)
+		t := &targets[i]
+		var waits bool
+		if f.on {
+			var counted bool
+			if waits, counted = b.deliverFiltered(t.s, t.d, ops, &f); !counted {
+				targets[i] = target{}
+				continue
+			}
+		} else {
+			waits = t.s.deliver(t.d, ops)
+		}
+		if waits {
+			sc.waiting = append(sc.waiting, t.s)
 		}
 		targets[i] = target{}
 		n++
 	}
 	sc.targets = targets[:0]
 	for _, g := range sc.m.Shared {
-		if mem, ok := b.pickShared(g, m, nil); ok {
-			if b.recvAuth != nil && !b.mayReceive(mem.Sub, m.Topic) {
-				continue
-			}
-			d := delivery{msg: m, qos: min(m.QoS, mem.Value.qos), retain: m.Retain && mem.Value.rap, group: g, gate: sc.gate}
-			d.subIDs.first = mem.Value.subID
-			if mem.Sub.deliver(d, ops) {
-				sc.waiting = append(sc.waiting, mem.Sub)
-			}
-			n++
+		mem, ok := b.pickShared(g, m, nil)
+		if ok && f.echo && b.isEcho(m, mem.Sub) {
+			// Another member of the group, if there is one.
+			b.stats.echoes.Add(1)
+			mem, ok = b.pickShared(g, m, mem.Sub)
 		}
+		if !ok || (b.recvAuth != nil && !b.mayReceive(mem.Sub, m.Topic)) {
+			continue
+		}
+		d := delivery{msg: m, qos: min(m.QoS, mem.Value.qos), retain: m.Retain && mem.Value.rap, group: g, gate: sc.gate}
+		d.subIDs.first = mem.Value.subID
+		var waits bool
+		if f.on {
+			waits, _ = b.deliverFiltered(mem.Sub, d, ops, &f)
+		} else {
+			waits = mem.Sub.deliver(d, ops)
+		}
+		if waits {
+			sc.waiting = append(sc.waiting, mem.Sub)
+		}
+		n++
 	}
 	if len(sc.waiting) == 0 {
 		sc.gate = nil
 	}
 	return n
+}
+
+// routeFilter is what the optional per-session filters (echo suppression,
+// change-only delivery) need to know of one message, decided once before
+// the fan-out; a broker without them skips all of it on one branch.
+type routeFilter struct {
+	on    bool   // echo || track
+	echo  bool   // the message carries the echo-suppression property
+	track bool   // change-only delivery applies to its topic
+	hash  uint64 // payload hash, when track
+}
+
+func (b *Broker) routeFilterFor(m *Message, sc *routeScratch) routeFilter {
+	var f routeFilter
+	f.echo = b.cfg.EchoSuppression.Property != "" && b.echoOf(m)
+	if co := b.changeOnly; co != nil && co.matches(m.Topic, &sc.co) {
+		f.track, f.hash = true, payloadHash(m.Payload)
+	}
+	f.on = f.echo || f.track
+	return f
+}
+
+// deliverFiltered delivers d to s unless a filter of f skips it. counted
+// is false when s is the message's echo target, which does not count as a
+// matching subscriber; a delivery skipped as unchanged does.
+func (b *Broker) deliverFiltered(s *session, d delivery, ops *[]store.Op, f *routeFilter) (waits, counted bool) {
+	if f.echo && b.isEcho(d.msg, s) {
+		b.stats.echoes.Add(1)
+		return false, false
+	}
+	if f.track && !s.unchangedExempt {
+		waits, _ = s.deliverIfChanged(d, ops, f.hash)
+		return waits, true
+	}
+	return s.deliver(d, ops), true
 }
 
 // mayReceive asks the ReceiveAuthorizer whether s may receive a message on
@@ -310,6 +377,14 @@ func (b *Broker) sendRetained(s *session, filter string, o subOpts) {
 func (b *Broker) sendRetainedLocked(s *session, filter string, o subOpts, ops *[]store.Op) {
 	now := b.now()
 	var expired []string
+	co := b.changeOnly
+	if s.unchangedExempt {
+		co = nil
+	}
+	var coRes *topic.MatchResult[int, struct{}]
+	if co != nil {
+		coRes = new(topic.MatchResult[int, struct{}])
+	}
 	b.router.retained.Match(filter, func(t string, m *Message) bool {
 		if _, ok := m.remaining(now); !ok {
 			expired = append(expired, t)
@@ -317,7 +392,12 @@ func (b *Broker) sendRetainedLocked(s *session, filter string, o subOpts, ops *[
 		}
 		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: true}
 		d.subIDs.first = o.subID
-		s.deliverLocked(d, ops)
+		_, queued := s.deliverLocked(d, ops)
+		if queued && co != nil && co.matches(t, coRes) {
+			// Always delivered (the subscriber asked for the current
+			// value); a live repeat of it is then skipped.
+			s.rememberLocked(t, payloadHash(m.Payload))
+		}
 		return true
 	})
 	// Lock order session → retainedMu is safe: nothing holding retainedMu

@@ -73,6 +73,11 @@ type session struct {
 	// to it on the session's own goroutine instead of a network connection.
 	handler  func(*Message)
 	draining bool
+
+	// last is the change-only state (payload hash per topic), allocated on
+	// first use; unchangedExempt sessions always get every message.
+	last            *lastPayloads
+	unchangedExempt bool
 }
 
 // clientInfoLocked returns a ClientInfo for hooks, using the attached
@@ -123,7 +128,7 @@ func (s *session) admitLocked(d *delivery, ops *[]store.Op, persist bool) bool {
 // not kept for a disconnected session.
 func (s *session) deliver(d delivery, ops *[]store.Op) (waits bool) {
 	s.mu.Lock()
-	waits = s.deliverLocked(d, ops)
+	waits, _ = s.deliverLocked(d, ops)
 	s.mu.Unlock()
 	return waits
 }
@@ -133,18 +138,18 @@ func (s *session) deliver(d delivery, ops *[]store.Op) (waits bool) {
 // (and remove what the queue bound dropped); the caller submits them. It
 // reports whether the delivery waits for that commit before it may be
 // written (delivery.gate); the caller then kicks the session
-// after the commit.
-func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits bool) {
+// after the commit. queued is false when d was dropped.
+func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits, queued bool) {
 	if s.ended {
-		return false
+		return false, false
 	}
 	if d.qos == 0 && !s.hasConnLocked() && s.handler == nil && !s.b.cfg.Queue.QueueQoS0Offline {
 		s.b.stats.dropped(dropOffline)
-		return false
+		return false, false
 	}
 	persist := ops != nil && d.qos > 0 && s.persistentLocked() && s.b.persisting()
 	if !s.admitLocked(&d, ops, persist) {
-		return false
+		return false, false
 	}
 	s.nextSeq++
 	d.seq = s.nextSeq
@@ -161,7 +166,7 @@ func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits bool) {
 	}
 	s.queue.push(d)
 	s.kickLocked()
-	return waits
+	return waits, true
 }
 
 // kickLocked starts the goroutine that drains the queue, when one is needed

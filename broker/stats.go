@@ -28,6 +28,13 @@ type stats struct {
 	publishSent      atomic.Int64
 	storeErrors      atomic.Int64
 	drops            [numDropReasons]atomic.Int64
+
+	redirects       atomic.Int64 // CONNECTs answered with Use Another Server
+	unchanged       atomic.Int64 // deliveries skipped by change-only delivery
+	echoes          atomic.Int64 // deliveries skipped by echo suppression
+	hookDrops       atomic.Int64 // hook events dropped on a full queue
+	rateLimited     atomic.Int64 // inbound PUBLISH refused or dropped by RateLimits
+	rateDisconnects atomic.Int64 // clients disconnected by RateLimits
 }
 
 func (s *stats) dropped(r dropReason) { s.drops[r].Add(1) }
@@ -58,4 +65,11 @@ type Stats struct {
 	PublishReceived  int64            // PUBLISH packets received
 	PublishSent      int64            // PUBLISH packets sent
 	Dropped          map[string]int64 // undelivered messages by reason
+
+	Redirects            int64 // CONNECTs redirected to a backend (LoadBalancer)
+	ChangeOnlySuppressed int64 // deliveries skipped: payload unchanged (ChangeOnly)
+	EchoSuppressed       int64 // deliveries skipped by EchoSuppression
+	HookEventsDropped    int64 // notification hook events dropped on a full queue
+	RateLimited          int64 // inbound PUBLISH refused (0x97) or dropped by RateLimits
+	RateLimitDisconnects int64 // clients disconnected by RateLimits
 }

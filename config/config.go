@@ -69,6 +69,85 @@ type Config struct {
 	Queue     Queue     `json:"queue" toml:"queue"`
 	Limits    Limits    `json:"limits" toml:"limits"`
 	Auth      Auth      `json:"auth" toml:"auth"`
+	// Routing features.
+	LoadBalancer    LoadBalancer    `json:"load_balancer" toml:"load_balancer"`
+	ChangeOnly      ChangeOnly      `json:"change_only" toml:"change_only"`
+	Stamp           Stamp           `json:"stamp" toml:"stamp"`
+	EchoSuppression EchoSuppression `json:"echo_suppression" toml:"echo_suppression"`
+	RateLimits      RateLimits      `json:"rate_limits" toml:"rate_limits"`
+	// Bridges connect this broker to remote brokers.
+	Bridges []Bridge `json:"bridges" toml:"bridges"`
+}
+
+// LoadBalancer redirects clients to backends (broker.LoadBalancerConfig).
+type LoadBalancer struct {
+	Backends  []string `json:"backends" toml:"backends"`
+	AfterAuth bool     `json:"after_auth" toml:"after_auth"`
+	V311      string   `json:"v311" toml:"v311"`
+}
+
+// ChangeOnly delivers a topic's message only when its payload changed
+// (broker.ChangeOnlyConfig).
+type ChangeOnly struct {
+	Patterns            []string `json:"patterns" toml:"patterns"`
+	MaxTopicsPerSession int      `json:"max_topics_per_session" toml:"max_topics_per_session"`
+	ExemptClientPrefix  string   `json:"exempt_client_prefix" toml:"exempt_client_prefix"`
+}
+
+// Stamp adds the publisher's identity as user properties (broker.StampConfig).
+type Stamp struct {
+	UsernameProperty string `json:"username_property" toml:"username_property"`
+	ClientIDProperty string `json:"client_id_property" toml:"client_id_property"`
+}
+
+// EchoSuppression (broker.EchoSuppressionConfig).
+type EchoSuppression struct {
+	Property string `json:"property" toml:"property"`
+}
+
+// RateLimits are per-client message and byte rates (broker.RateLimits).
+type RateLimits struct {
+	InboundMessages       float64 `json:"inbound_messages" toml:"inbound_messages"`
+	InboundMessagesBurst  int     `json:"inbound_messages_burst" toml:"inbound_messages_burst"`
+	InboundBytes          float64 `json:"inbound_bytes" toml:"inbound_bytes"`
+	InboundBytesBurst     int     `json:"inbound_bytes_burst" toml:"inbound_bytes_burst"`
+	OutboundMessages      float64 `json:"outbound_messages" toml:"outbound_messages"`
+	OutboundMessagesBurst int     `json:"outbound_messages_burst" toml:"outbound_messages_burst"`
+	DisconnectAfter       int     `json:"disconnect_after" toml:"disconnect_after"`
+}
+
+// Bridge is one bridge to a remote broker (see docs/bridging.md). Its
+// fields are documented under "bridges[]" in docs/configuration.md.
+type Bridge struct {
+	Name             string        `json:"name" toml:"name"`
+	URL              string        `json:"url" toml:"url"`
+	Backups          []string      `json:"backups" toml:"backups"`
+	ClientID         string        `json:"client_id" toml:"client_id"`
+	Username         string        `json:"username" toml:"username"`
+	Password         string        `json:"password" toml:"password"`
+	Protocol         string        `json:"protocol" toml:"protocol"`
+	CAFile           string        `json:"ca_file" toml:"ca_file"`
+	CertFile         string        `json:"cert_file" toml:"cert_file"`
+	KeyFile          string        `json:"key_file" toml:"key_file"`
+	ALPN             []string      `json:"alpn" toml:"alpn"`
+	Insecure         bool          `json:"insecure" toml:"insecure"`
+	Topics           []BridgeTopic `json:"topics" toml:"topics"`
+	QueueDir         string        `json:"queue_dir" toml:"queue_dir"`
+	MaxQueued        int           `json:"max_queued" toml:"max_queued"`
+	MaxQueuedBytes   int64         `json:"max_queued_bytes" toml:"max_queued_bytes"`
+	FailbackInterval Duration      `json:"failback_interval" toml:"failback_interval"`
+	MaxHops          int           `json:"max_hops" toml:"max_hops"`
+	LoopTTL          Duration      `json:"loop_ttl" toml:"loop_ttl"`
+	LoopCacheSize    int           `json:"loop_cache_size" toml:"loop_cache_size"`
+}
+
+// BridgeTopic is one topic mapping of a bridge.
+type BridgeTopic struct {
+	Pattern      string `json:"pattern" toml:"pattern"`
+	Direction    string `json:"direction" toml:"direction"`
+	QoS          int    `json:"qos" toml:"qos"`
+	LocalPrefix  string `json:"local_prefix" toml:"local_prefix"`
+	RemotePrefix string `json:"remote_prefix" toml:"remote_prefix"`
 }
 
 // Log configures logging.
@@ -194,6 +273,10 @@ func Default() Config {
 			ConnectTimeout: Duration(10 * time.Second), WriteTimeout: Duration(30 * time.Second),
 			SharedStrategy: "round_robin",
 		},
+		Bridges:      []Bridge{},
+		LoadBalancer: LoadBalancer{Backends: []string{}, V311: "refuse"},
+		ChangeOnly:   ChangeOnly{Patterns: []string{}, MaxTopicsPerSession: 1000, ExemptClientPrefix: "mqtt5-bridge-"},
+		RateLimits:   RateLimits{DisconnectAfter: 100},
 		Auth: Auth{JWT: JWT{Keys: []string{}, RoleClaims: []string{}, IdentityClaim: "sub"}, MaxFailures: 5,
 			Window: Duration(60 * time.Second), Lockout: Duration(300 * time.Second)},
 	}

@@ -101,6 +101,14 @@ func TestValidationNamesTheField(t *testing.T) {
 		{func(c *Config) { c.Auth.JWT.JWKSURL = "https://idp/jwks" }, "auth.jwt.jwks_url"},
 		{func(c *Config) { c.Auth.MaxFailures = -1 }, "auth.max_failures"},
 		{func(c *Config) { c.ShutdownTimeout = -1 }, "shutdown_timeout"},
+		{func(c *Config) { c.Bridges = []Bridge{{Name: "b", URL: "gopher://x"}} }, "bridges[0].url"},
+		{func(c *Config) { c.Bridges = []Bridge{{Name: "b", URL: "mqtt://x"}} }, "bridges[0].topics: at least one"},
+		{func(c *Config) {
+			c.Bridges = []Bridge{{Name: "b", URL: "mqtt://x", Topics: []BridgeTopic{{Pattern: "#", Direction: "sideways"}}}}
+		}, "bridges[0].topics[0].direction"},
+		{func(c *Config) {
+			c.Bridges = []Bridge{{Name: "b", URL: "mqtt://x", Topics: []BridgeTopic{{Pattern: "#"}}}, {Name: "b", URL: "mqtt://y", Topics: []BridgeTopic{{Pattern: "#"}}}}
+		}, "bridges[1].name: \"b\" is used"},
 	} {
 		cfg := Default()
 		tc.mut(&cfg)
@@ -211,6 +219,11 @@ func TestEveryFieldDocumented(t *testing.T) {
 	for _, p := range Paths() {
 		if !strings.Contains(string(doc), "| `"+p+"` |") {
 			t.Errorf("%s is not documented in docs/configuration.md (a table row starting with `%s`)", p, p)
+		}
+	}
+	for _, p := range ListPaths() {
+		if !strings.Contains(string(doc), "| `"+p+"` |") {
+			t.Errorf("%s is not documented in docs/configuration.md", p)
 		}
 	}
 	for f := range Flags() {

@@ -125,6 +125,9 @@ func fields(cfg *Config) []field {
 				walk(fv, path+".")
 				continue
 			}
+			if sf.Type.Kind() == reflect.Slice && sf.Type.Elem().Kind() == reflect.Struct {
+				continue // lists of tables (bridges): file only, see ListPaths
+			}
 			out = append(out, field{path: path, flag: sf.Tag.Get("flag"), v: fv, typ: sf})
 		}
 	}
@@ -143,6 +146,34 @@ func Paths() []string {
 	return out
 }
 
+// ListPaths returns the key paths of the fields of list entries, such as
+// bridges[].url: these are set in the file only.
+func ListPaths() []string {
+	var out []string
+	var walk func(t reflect.Type, prefix string)
+	walk = func(t reflect.Type, prefix string) {
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			switch {
+			case sf.Type.Kind() == reflect.Slice && sf.Type.Elem().Kind() == reflect.Struct:
+				walk(sf.Type.Elem(), prefix+name+"[].")
+			case sf.Type.Kind() == reflect.Struct && sf.Type != reflect.TypeFor[Duration]():
+				walk(sf.Type, prefix+name+".")
+			default:
+				if strings.Contains(prefix, "[]") {
+					out = append(out, prefix+name)
+				}
+			}
+		}
+	}
+	walk(reflect.TypeFor[Config](), "")
+	return out
+}
+
 // set parses s into the field; lists take a comma-separated value when
 // split is true and one element (appended) otherwise.
 func (f field) set(s string, split bool) error {
@@ -158,6 +189,12 @@ func (f field) set(s string, split bool) error {
 			return fmt.Errorf("invalid boolean %q", s)
 		}
 		f.v.SetBool(b)
+	case reflect.Float64:
+		n, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
+		if err != nil {
+			return fmt.Errorf("invalid number %q", s)
+		}
+		f.v.SetFloat(n)
 	case reflect.Int, reflect.Int64:
 		n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
 		if err != nil {

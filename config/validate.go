@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/mqtt5go/mqtt5/broker"
+	"github.com/mqtt5go/mqtt5/topic"
 	"github.com/mqtt5go/mqtt5/transport"
 )
 
@@ -144,6 +145,69 @@ func (c *Config) Validate() error {
 	if a.Lockout <= 0 {
 		bad("auth.lockout", "must be positive")
 	}
+	if !oneOf(c.LoadBalancer.V311, "refuse", "serve") {
+		bad("load_balancer.v311", "%q is not refuse or serve", c.LoadBalancer.V311)
+	}
+	for i, u := range c.LoadBalancer.Backends {
+		if _, err := transport.ParseServerURL(u); err != nil {
+			bad(fmt.Sprintf("load_balancer.backends[%d]", i), "%v", err)
+		}
+	}
+	for i, f := range c.ChangeOnly.Patterns {
+		if err := topic.ValidateFilter(f); err != nil {
+			bad(fmt.Sprintf("change_only.patterns[%d]", i), "%v", err)
+		}
+	}
+	if c.ChangeOnly.MaxTopicsPerSession <= 0 {
+		bad("change_only.max_topics_per_session", "must be positive")
+	}
+	r := c.RateLimits
+	if r.InboundMessages < 0 || r.InboundBytes < 0 || r.OutboundMessages < 0 || r.InboundMessagesBurst < 0 ||
+		r.InboundBytesBurst < 0 || r.OutboundMessagesBurst < 0 || r.DisconnectAfter < 0 {
+		bad("rate_limits", "rates, bursts and disconnect_after must not be negative (0: unlimited / default)")
+	}
+	names := map[string]bool{}
+	for i, br := range c.Bridges {
+		name := fmt.Sprintf("bridges[%d]", i)
+		switch {
+		case br.Name == "":
+			bad(name+".name", "empty")
+		case names[br.Name]:
+			bad(name+".name", "%q is used by another bridge", br.Name)
+		}
+		names[br.Name] = true
+		if br.URL == "" {
+			bad(name+".url", "empty")
+		} else if _, err := transport.ParseServerURL(br.URL); err != nil {
+			bad(name+".url", "%v", err)
+		}
+		for j, u := range br.Backups {
+			if _, err := transport.ParseServerURL(u); err != nil {
+				bad(fmt.Sprintf("%s.backups[%d]", name, j), "%v", err)
+			}
+		}
+		if !oneOf(br.Protocol, "", "5", "3.1.1") {
+			bad(name+".protocol", "%q is not 5 or 3.1.1", br.Protocol)
+		}
+		if (br.CertFile == "") != (br.KeyFile == "") {
+			bad(name+".cert_file", "cert_file and key_file go together")
+		}
+		if len(br.Topics) == 0 {
+			bad(name+".topics", "at least one topic mapping is needed")
+		}
+		for j, tp := range br.Topics {
+			tn := fmt.Sprintf("%s.topics[%d]", name, j)
+			if !oneOf(tp.Direction, "", "in", "out", "both") {
+				bad(tn+".direction", "%q is not in, out or both", tp.Direction)
+			}
+			if tp.QoS < 0 || tp.QoS > 2 {
+				bad(tn+".qos", "%d is not 0, 1 or 2", tp.QoS)
+			}
+		}
+		if br.MaxQueued < 0 || br.MaxQueuedBytes < 0 || br.MaxHops < 0 || br.LoopCacheSize < 0 || br.LoopTTL < 0 || br.FailbackInterval < 0 {
+			bad(name, "max_queued, max_queued_bytes, max_hops, loop_cache_size, loop_ttl and failback_interval must not be negative")
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -222,6 +286,7 @@ var sharedStrategies = map[string]broker.SharedStrategy{
 // valid.
 func (c *Config) Broker() broker.Config {
 	l := c.Limits
+	r := c.RateLimits
 	bc := broker.Config{
 		Capabilities: broker.Capabilities{
 			MaximumQoS: byte(l.MaximumQoS), MaximumQoSSet: true,
@@ -253,6 +318,17 @@ func (c *Config) Broker() broker.Config {
 		SysInterval:                c.Sys.Interval.D(),
 		AllowSessionIdentityChange: l.AllowSessionIdentityChange,
 		BatchInterval:              c.Storage.BatchInterval.D(),
+		LoadBalancer:               broker.LoadBalancerConfig{Backends: c.LoadBalancer.Backends, AfterAuth: c.LoadBalancer.AfterAuth},
+		ChangeOnly: broker.ChangeOnlyConfig{Patterns: c.ChangeOnly.Patterns, MaxTopicsPerSession: c.ChangeOnly.MaxTopicsPerSession,
+			ExemptClientPrefix: c.ChangeOnly.ExemptClientPrefix},
+		Stamp:           broker.StampConfig{UsernameProperty: c.Stamp.UsernameProperty, ClientIDProperty: c.Stamp.ClientIDProperty},
+		EchoSuppression: broker.EchoSuppressionConfig{Property: c.EchoSuppression.Property},
+		RateLimits: broker.RateLimits{InboundMessages: r.InboundMessages, InboundMessagesBurst: r.InboundMessagesBurst,
+			InboundBytes: r.InboundBytes, InboundBytesBurst: r.InboundBytesBurst, OutboundMessages: r.OutboundMessages,
+			OutboundMessagesBurst: r.OutboundMessagesBurst, DisconnectAfter: r.DisconnectAfter},
+	}
+	if c.LoadBalancer.V311 == "serve" {
+		bc.LoadBalancer.V311 = broker.V311ServeLocally
 	}
 	if c.Sys.Interval == 0 {
 		bc.SysInterval = -1

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"strconv"
 	"time"
 
@@ -15,10 +16,16 @@ import (
 //
 //	[format byte][CRC-32C (Castagnoli) of the payload, big-endian][payload]
 //
-// recordFormat is the format byte this code writes and reads; a value with
-// another format byte (or a bad checksum, or a payload that does not decode
+// recordFormat is the format byte of every record but the sessions that
+// carry change-only state, which use sessionFormatLast: the format 1
+// payload followed by that state. Sessions without it are still written in
+// format 1, so that an older broker can read them. A value with another
+// format byte (or a bad checksum, or a payload that does not decode
 // exactly) is corrupt and quarantined by Load.
-const recordFormat byte = 1
+const (
+	recordFormat      byte = 1
+	sessionFormatLast byte = 2
+)
 
 const frameHeader = 5 // format byte + CRC-32C
 
@@ -39,9 +46,9 @@ var ErrInvalidOp = errors.New("store: invalid op")
 func corrupt(what string) error { return fmt.Errorf("%w: %s", ErrCorrupt, what) }
 
 // beginFrame reserves the frame header; endFrame fills it in.
-func beginFrame(dst []byte) ([]byte, int) {
+func beginFrame(dst []byte, format byte) ([]byte, int) {
 	start := len(dst)
-	return append(dst, recordFormat, 0, 0, 0, 0), start
+	return append(dst, format, 0, 0, 0, 0), start
 }
 
 func endFrame(dst []byte, start int) []byte {
@@ -50,19 +57,20 @@ func endFrame(dst []byte, start int) []byte {
 	return dst
 }
 
-// openFrame checks the frame and returns the payload.
-func openFrame(v []byte) ([]byte, error) {
+// openFrame checks the frame, whose format byte must be one of formats,
+// and returns the format and the payload.
+func openFrame(v []byte, formats ...byte) (byte, []byte, error) {
 	if len(v) < frameHeader {
-		return nil, corrupt("short value")
+		return 0, nil, corrupt("short value")
 	}
-	if v[0] != recordFormat {
-		return nil, corrupt("unknown record format " + strconv.Itoa(int(v[0])))
+	if !slices.Contains(formats, v[0]) {
+		return 0, nil, corrupt("unknown record format " + strconv.Itoa(int(v[0])))
 	}
 	p := v[frameHeader:]
 	if crc32.Checksum(p, castagnoli) != binary.BigEndian.Uint32(v[1:]) {
-		return nil, corrupt("checksum mismatch")
+		return 0, nil, corrupt("checksum mismatch")
 	}
-	return p, nil
+	return v[0], p, nil
 }
 
 // --- encoding -------------------------------------------------------------
@@ -129,7 +137,11 @@ func subOptions(s *Subscription) (byte, error) {
 
 // encodeSession appends the framed record of s (ClientID is in the key).
 func encodeSession(dst []byte, s *Session) ([]byte, error) {
-	dst, start := beginFrame(dst)
+	format := recordFormat
+	if len(s.LastPayloads) > 0 {
+		format = sessionFormatLast
+	}
+	dst, start := beginFrame(dst, format)
 	dst = appendStr(dst, s.Username)
 	dst = append(dst, s.Version)
 	dst = appendUvarint(dst, uint64(s.Expiry))
@@ -159,6 +171,13 @@ func encodeSession(dst []byte, s *Session) ([]byte, error) {
 	for _, id := range s.InboundQoS2 {
 		dst = appendUvarint(dst, uint64(id))
 	}
+	if format == sessionFormatLast {
+		dst = appendUvarint(dst, uint64(len(s.LastPayloads)))
+		for i := range s.LastPayloads {
+			dst = appendStr(dst, s.LastPayloads[i].Topic)
+			dst = binary.BigEndian.AppendUint64(dst, s.LastPayloads[i].Hash)
+		}
+	}
 	return endFrame(dst, start), nil
 }
 
@@ -168,7 +187,7 @@ func encodeEntry(dst []byte, e *Entry) ([]byte, error) {
 	if e.QoS > 2 {
 		return dst, fmt.Errorf("%w: entry QoS %d", ErrInvalidOp, e.QoS)
 	}
-	dst, start := beginFrame(dst)
+	dst, start := beginFrame(dst, recordFormat)
 	var err error
 	if dst, err = appendMessage(dst, &e.Msg); err != nil {
 		return dst, err
@@ -192,7 +211,7 @@ func encodeEntry(dst []byte, e *Entry) ([]byte, error) {
 
 // encodeRetained appends the framed record of a retained message.
 func encodeRetained(dst []byte, m *Message) ([]byte, error) {
-	dst, start := beginFrame(dst)
+	dst, start := beginFrame(dst, recordFormat)
 	var err error
 	if dst, err = appendMessage(dst, m); err != nil {
 		return dst, err
@@ -244,6 +263,19 @@ func (r *reader) uvarint(what string, max uint64) uint64 {
 		return 0
 	}
 	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uint64(what string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	if len(r.b) < 8 {
+		r.fail("truncated " + what)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(r.b)
+	r.b = r.b[8:]
 	return v
 }
 
@@ -347,7 +379,7 @@ func (r *reader) message() Message {
 // decodeSession decodes a session record stored under clientID. Byte
 // slices in the result alias v, which the caller must not reuse.
 func decodeSession(clientID string, v []byte) (Session, error) {
-	p, err := openFrame(v)
+	format, p, err := openFrame(v, recordFormat, sessionFormatLast)
 	if err != nil {
 		return Session{}, err
 	}
@@ -392,6 +424,16 @@ func decodeSession(clientID string, v []byte) (Session, error) {
 			s.InboundQoS2[i] = uint16(r.uvarint("inbound packet identifier", 0xFFFF))
 		}
 	}
+	if format == sessionFormatLast {
+		if n := r.count("last payload count"); n > 0 {
+			s.LastPayloads = make([]PayloadHash, n)
+			for i := range s.LastPayloads {
+				lp := &s.LastPayloads[i]
+				lp.Topic = r.str("last payload topic")
+				lp.Hash = r.uint64("last payload hash")
+			}
+		}
+	}
 	if err := r.end(); err != nil {
 		return Session{}, err
 	}
@@ -400,7 +442,7 @@ func decodeSession(clientID string, v []byte) (Session, error) {
 
 // decodeEntry decodes an entry record stored under (clientID, seq).
 func decodeEntry(clientID string, seq uint64, v []byte) (Entry, error) {
-	p, err := openFrame(v)
+	_, p, err := openFrame(v, recordFormat)
 	if err != nil {
 		return Entry{}, err
 	}
@@ -430,7 +472,7 @@ func decodeEntry(clientID string, seq uint64, v []byte) (Entry, error) {
 
 // decodeRetained decodes a retained message stored under topic.
 func decodeRetained(topic string, v []byte) (Message, error) {
-	p, err := openFrame(v)
+	_, p, err := openFrame(v, recordFormat)
 	if err != nil {
 		return Message{}, err
 	}

@@ -21,7 +21,8 @@ func seedRecords(t testing.TB) (sessions, entries, retained [][]byte) {
 		return v
 	}
 	full, bare := fullSession("c"), Session{ClientID: "c"}
-	sessions = [][]byte{enc(encodeSession(nil, &full)), enc(encodeSession(nil, &bare))}
+	last := Session{ClientID: "c", LastPayloads: []PayloadHash{{Topic: "t", Hash: 42}}}
+	sessions = [][]byte{enc(encodeSession(nil, &full)), enc(encodeSession(nil, &bare)), enc(encodeSession(nil, &last))}
 	fe, se := fullEntry("c", 1), smallEntry("c", 2)
 	entries = [][]byte{enc(encodeEntry(nil, &fe)), enc(encodeEntry(nil, &se))}
 	fm, bm := fullMessage("t", 2), Message{Topic: "t"}
@@ -183,4 +184,43 @@ func TestWriteFuzzSeeds(t *testing.T) {
 	write(0x80, []byte{})
 	write(0x81, []byte{0x02, 0x30, 0x00})
 	write(0x82, []byte("\x05\x30\x03\x00\x01t"))
+}
+
+// TestSessionLastPayloads: the change-only state round-trips in format 2,
+// a session without it is still written in format 1, and a format 1 record
+// written before the state existed still loads.
+func TestSessionLastPayloads(t *testing.T) {
+	s := fullSession("c")
+	s.LastPayloads = []PayloadHash{{Topic: "a/b", Hash: 1}, {Topic: "c", Hash: 0xFFFFFFFFFFFFFFFF}}
+	v, err := encodeSession(nil, &s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v[0] != sessionFormatLast {
+		t.Fatalf("format %d, want %d", v[0], sessionFormatLast)
+	}
+	got, err := decodeSession("c", v)
+	if err != nil || !reflect.DeepEqual(got, s) {
+		t.Fatalf("round trip: %v\n%+v\n%+v", err, got, s)
+	}
+	s.LastPayloads = nil
+	if v, err = encodeSession(nil, &s); err != nil || v[0] != recordFormat {
+		t.Fatalf("session without state: format %d, %v", v[0], err)
+	}
+
+	// Written by the format 1 encoder, before LastPayloads existed.
+	old := []byte("\x01\xbaqD0\x04user\x05\x90\x1c\x01\x82\xa0\x87\xea\xaf\xc5Η/\x01\x03a/+\x01\a\x00\x01\t")
+	want := Session{ClientID: "c", Username: "user", Version: 5, Expiry: 3600, DisconnectedAt: ts(1_700_000_100_000_000_001),
+		Subscriptions: []Subscription{{Filter: "a/+", QoS: 1, SubID: 7}}, InboundQoS2: []uint16{9}}
+	got, err = decodeSession("c", old)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("format 1 record: %v\n%+v\n%+v", err, got, want)
+	}
+	// Format 2 is for sessions only.
+	e := smallEntry("c", 1)
+	ev, _ := encodeEntry(nil, &e)
+	ev[0] = sessionFormatLast
+	if _, err := decodeEntry("c", 1, ev); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("entry in format 2: %v", err)
+	}
 }

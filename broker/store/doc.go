@@ -55,7 +55,10 @@
 // protocol version, expiry, disconnection time, subscriptions (filter,
 // options byte laid out as in SUBSCRIBE, subscription identifier), the
 // pending will (delay and message) and the inbound QoS 2 packet
-// identifiers. An entry holds the message, a flags byte (QoS, Retain,
+// identifiers; a session with change-only state (LastPayloads) is written
+// in format 2, which appends that list (topic, 8-byte big-endian hash),
+// and every other record in format 1, so that records without the state
+// stay readable by a broker that predates it. An entry holds the message, a flags byte (QoS, Retain,
 // Released), subscription identifiers, the shared-subscription group and
 // the packet identifier. A 64-byte QoS 1 message to client "client-0001"
 // takes a 22-byte key and a 106-byte value.

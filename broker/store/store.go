@@ -46,6 +46,15 @@ type Session struct {
 	Subscriptions  []Subscription
 	Will           *Will    // pending will, nil if none
 	InboundQoS2    []uint16 // QoS 2 packet identifiers received, PUBREL not yet
+	// LastPayloads is the change-only delivery state: per topic, a hash of
+	// the last payload delivered, least recently used first.
+	LastPayloads []PayloadHash
+}
+
+// PayloadHash is the 64-bit hash of the last payload delivered on Topic.
+type PayloadHash struct {
+	Topic string
+	Hash  uint64
 }
 
 // Entry is one message on its way to a session: queued (PacketID 0) or in

@@ -10,9 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/broker/store"
@@ -115,14 +113,16 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return runCheckConfig(args[1:], stdout, stderr)
 		}
 	}
-	cfgFile, file, err := loadBrokerConfig(args, os.Environ(), stderr)
+	environ := os.Environ()
+	cfgFile, file, err := loadBrokerConfig(args, environ, stderr)
 	if err != nil {
 		if errors.Is(err, config.ErrInvalid) {
 			return fmt.Errorf("%w: %v", errUsage, err)
 		}
 		return err
 	}
-	logger, err := newLogger(stderr, cfgFile.Log.Level, cfgFile.Log.Format)
+	level := new(slog.LevelVar)
+	logger, err := newLogger(stderr, level, cfgFile.Log.Level, cfgFile.Log.Format)
 	if err != nil {
 		return err
 	}
@@ -167,7 +167,19 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	cfg := cfgFile.Broker()
 	cfg.Logger = logger
-	authn.apply(&cfg)
+	live := &liveConfig{args: args, environ: environ, file: file, log: logger, level: level,
+		tlsCA: cfgFile.TLS.CA != "", cur: cfgFile, setup: authn}
+	if authn.authenticator != nil || authn.authorizer != nil {
+		// Authentication is on: let reloads swap it.
+		live.authz = &swapAuthorizer{}
+		live.authz.set(authn.authorizer)
+		cfg.Authorizer = live.authz
+		if authn.authenticator != nil {
+			live.authn = &swapAuthenticator{}
+			live.authn.set(authn.authenticator)
+			cfg.Authenticator = live.authn
+		}
+	}
 	ver, _ := buildInfo()
 	cfg.Version = "mqtt5 " + ver
 	if cfgFile.Storage.Persistence {
@@ -204,15 +216,23 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		listeners = append(listeners, l)
 		logger.Info("listening", "url", listenerURL(u, l.Addr()))
 	}
-	reloaders := authn.reloaders
 	if certs != nil {
 		go certs.Watch(ctx)
-		reloaders = append(reloaders, reloader{"TLS certificates", certs.Reload})
+		live.fileReloaders = append(live.fileReloaders, reloader{"TLS certificates", certs.Reload})
 	}
-	if len(reloaders) > 0 {
-		go reloadOnHangup(ctx, reloaders, logger)
+	live.stopAuth = authn.start(ctx, logger)
+	defer func() {
+		live.mu.Lock()
+		defer live.mu.Unlock()
+		live.stopAuth()
+	}()
+	live.bridges = newBridgeSet(func(context.Context) (net.Conn, error) { return b.InProcessConn(), nil }, logger)
+	if err := live.bridges.apply(ctx, cfgFile.Bridges); err != nil {
+		b.Shutdown(context.Background())
+		return err
 	}
-	defer authn.start(ctx, logger)()
+	defer live.bridges.stop(context.Background())
+	go live.run(ctx)
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func(l net.Listener) { errc <- b.Serve(l) }(l)
@@ -246,28 +266,6 @@ func listenerURL(u *url.URL, a net.Addr) string {
 	return cp.String()
 }
 
-// reloadOnHangup reloads the TLS certificates and the auth files on each
-// SIGHUP; a failed reload keeps what is in use. Connected clients stay.
-func reloadOnHangup(ctx context.Context, reloaders []reloader, logger *slog.Logger) {
-	ch := make(chan os.Signal, 1)
-	signal.Notify(ch, syscall.SIGHUP)
-	defer signal.Stop(ch)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ch:
-			for _, r := range reloaders {
-				if err := r.reload(); err != nil {
-					logger.Error("reload on SIGHUP failed; keeping the current content", "what", r.name, "err", err)
-				} else {
-					logger.Info("reloaded on SIGHUP", "what", r.name)
-				}
-			}
-		}
-	}
-}
-
 func isLoopbackAddr(addr string) bool {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -283,8 +281,7 @@ func isLoopbackAddr(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
-	var lv slog.Level
+func newLogger(w io.Writer, lv *slog.LevelVar, level, format string) (*slog.Logger, error) {
 	if err := lv.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("%w: --log-level: %v", errUsage, err)
 	}

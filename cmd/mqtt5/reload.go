@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/mqtt5go/mqtt5/broker"
+	"github.com/mqtt5go/mqtt5/config"
+)
+
+// swapAuthenticator lets a reload replace the authenticator of a running
+// broker.
+type swapAuthenticator struct {
+	p atomic.Pointer[broker.Authenticator]
+}
+
+func (s *swapAuthenticator) set(a broker.Authenticator) {
+	if a == nil {
+		a = broker.AllowAll{}
+	}
+	s.p.Store(&a)
+}
+
+func (s *swapAuthenticator) Authenticate(ctx context.Context, req *broker.AuthRequest) broker.AuthResult {
+	return (*s.p.Load()).Authenticate(ctx, req)
+}
+
+// swapAuthorizer lets a reload replace the authorizer of a running broker;
+// nil allows everything.
+type swapAuthorizer struct {
+	p atomic.Pointer[broker.Authorizer]
+}
+
+func (s *swapAuthorizer) set(a broker.Authorizer) { s.p.Store(&a) }
+
+func (s *swapAuthorizer) get() broker.Authorizer { return *s.p.Load() }
+
+func (s *swapAuthorizer) CanPublish(ctx context.Context, c *broker.ClientInfo, topic string) bool {
+	a := s.get()
+	return a == nil || a.CanPublish(ctx, c, topic)
+}
+
+func (s *swapAuthorizer) CanSubscribe(ctx context.Context, c *broker.ClientInfo, filter string) bool {
+	a := s.get()
+	return a == nil || a.CanSubscribe(ctx, c, filter)
+}
+
+func (s *swapAuthorizer) CanReceive(ctx context.Context, c *broker.ClientInfo, topic string) bool {
+	r, ok := s.get().(broker.ReceiveAuthorizer)
+	return !ok || r.CanReceive(ctx, c, topic)
+}
+
+// liveConfig applies configuration changes to the running broker: on
+// SIGHUP and when the configuration file changes, the configuration is
+// loaded again (file, environment, flags) and validated; an invalid one is
+// rejected and the running one kept. Authentication and authorization,
+// bridges and the log level change at once (and the auth, ACL and TLS files
+// are reloaded); other changed settings are reported by name as needing a
+// restart.
+type liveConfig struct {
+	args, environ []string
+	file          string
+	log           *slog.Logger
+	level         *slog.LevelVar
+	tlsCA         bool
+	fileReloaders []reloader // TLS certificates
+
+	mu       sync.Mutex
+	cur      config.Config
+	authn    *swapAuthenticator // nil: authentication was off at start
+	authz    *swapAuthorizer
+	setup    *authSetup
+	stopAuth func()
+	bridges  *bridgeSet
+}
+
+// liveSettings are the key paths (prefixes) that change without a restart.
+var liveSettings = []string{"auth.", "bridges", "log.level"}
+
+// reload loads the configuration again and applies it.
+func (l *liveConfig) reload(ctx context.Context, why string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	reloadFiles := func(rs []reloader) {
+		for _, r := range rs {
+			if err := r.reload(); err != nil {
+				l.log.Error("reload failed; keeping the current content", "trigger", why, "what", r.name, "err", err)
+			} else {
+				l.log.Info("reloaded on "+why, "what", r.name)
+			}
+		}
+	}
+	reloadFiles(l.fileReloaders)
+	next, _, err := loadBrokerConfig(l.args, l.environ, nilWriter{})
+	if err != nil {
+		l.log.Error("configuration rejected; the running one is kept", "trigger", why, "err", err)
+		return
+	}
+	var restart []string
+	for _, p := range changedPaths(&l.cur, &next) {
+		live := false
+		for _, s := range liveSettings {
+			if strings.HasPrefix(p, s) {
+				live = true
+			}
+		}
+		if !live {
+			restart = append(restart, p)
+		}
+	}
+	authChanged := !reflect.DeepEqual(l.cur.Auth, next.Auth)
+	if authChanged && (l.authz == nil || l.authn == nil && next.Auth.Authenticates()) {
+		restart = append(restart, "auth (authentication or authorization was off at start)")
+		authChanged = false
+	}
+	if authChanged {
+		setup, err := buildAuth(next.Auth, l.log, l.tlsCA)
+		if err != nil {
+			l.log.Error("configuration rejected; the running one is kept", "trigger", why, "err", err)
+			return
+		}
+		if l.stopAuth != nil {
+			l.stopAuth()
+		}
+		if l.authn != nil {
+			l.authn.set(setup.authenticator)
+		}
+		l.authz.set(setup.authorizer)
+		l.setup = setup
+		l.stopAuth = setup.start(ctx, l.log)
+		l.log.Info("authentication and authorization settings applied")
+	} else if l.setup != nil {
+		reloadFiles(l.setup.reloaders)
+	}
+	if !reflect.DeepEqual(l.cur.Bridges, next.Bridges) {
+		if err := l.bridges.apply(ctx, next.Bridges); err != nil {
+			l.log.Error("bridges not changed", "err", err)
+			next.Bridges = l.cur.Bridges
+		}
+	}
+	if next.Log.Level != l.cur.Log.Level {
+		var lv slog.Level
+		lv.UnmarshalText([]byte(next.Log.Level))
+		l.level.Set(lv)
+	}
+	if len(restart) > 0 {
+		l.log.Warn("settings changed that take effect only after a restart", "settings", strings.Join(restart, ", "))
+	}
+	l.cur = next
+	l.log.Info("configuration reloaded", "trigger", why)
+}
+
+// changedPaths lists the key paths whose values differ.
+func changedPaths(a, b *config.Config) []string {
+	var out []string
+	va, vb := reflect.ValueOf(a).Elem(), reflect.ValueOf(b).Elem()
+	var walk func(x, y reflect.Value, prefix string)
+	walk = func(x, y reflect.Value, prefix string) {
+		t := x.Type()
+		for i := range t.NumField() {
+			sf := t.Field(i)
+			name, _, _ := strings.Cut(sf.Tag.Get("json"), ",")
+			p := prefix + name
+			if sf.Type.Kind() == reflect.Struct && sf.Type != reflect.TypeFor[config.Duration]() {
+				walk(x.Field(i), y.Field(i), p+".")
+				continue
+			}
+			if !reflect.DeepEqual(x.Field(i).Interface(), y.Field(i).Interface()) {
+				out = append(out, p)
+			}
+		}
+	}
+	walk(va, vb, "")
+	return out
+}
+
+// run reloads on SIGHUP and on changes of the configuration file until ctx
+// ends.
+func (l *liveConfig) run(ctx context.Context) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var changes <-chan struct{}
+	if l.file != "" {
+		changes = watchFile(ctx, l.file, l.log)
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hup:
+			l.reload(ctx, "SIGHUP")
+		case <-changes:
+			l.reload(ctx, "configuration file changed")
+		}
+	}
+}
+
+// watchFile signals (debounced) when path changes; it watches the
+// directory, so that editors that replace the file are seen.
+func watchFile(ctx context.Context, path string, log *slog.Logger) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		log.Warn("not watching the configuration file; SIGHUP still reloads it", "err", err)
+		return out
+	}
+	abs, _ := filepath.Abs(path)
+	if err := w.Add(filepath.Dir(abs)); err != nil {
+		w.Close()
+		log.Warn("not watching the configuration file; SIGHUP still reloads it", "err", err)
+		return out
+	}
+	go func() {
+		defer w.Close()
+		var timer *time.Timer
+		var fire <-chan time.Time
+		for {
+			select {
+			case <-ctx.Done():
+				if timer != nil {
+					timer.Stop()
+				}
+				return
+			case ev, ok := <-w.Events:
+				if !ok {
+					return
+				}
+				if filepath.Clean(ev.Name) != abs {
+					continue
+				}
+				if timer == nil {
+					timer = time.NewTimer(200 * time.Millisecond)
+				} else {
+					timer.Reset(200 * time.Millisecond)
+				}
+				fire = timer.C
+			case <-fire:
+				fire = nil
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			case err, ok := <-w.Errors:
+				if !ok {
+					return
+				}
+				log.Warn("configuration file watcher", "err", err)
+			}
+		}
+	}()
+	return out
+}
+
+// nilWriter discards flag usage output during reloads.
+type nilWriter struct{}
+
+func (nilWriter) Write(p []byte) (int, error) { return len(p), nil }
