@@ -201,3 +201,25 @@ func TestReauthCannotChangeIdentity(t *testing.T) {
 	}
 	c.expectClosed()
 }
+
+// TrustedConn connections (the broker's own bridges) are neither
+// authenticated nor authorized; ordinary ones still are.
+func TestTrustedConn(t *testing.T) {
+	acl := &filterACL{allowed: nil, deny: "#"}
+	b := newTestBroker(t, Config{Authenticator: passwordIsUsername, Authorizer: acl})
+	nc := b.TrustedConn()
+	t.Cleanup(func() { nc.Close() })
+	tc := &tclient{t: t, nc: nc, r: packet.NewReader(nc, 0), v: packet.V5, timeout: recvTimeout}
+	tc.connect(&packet.Connect{ClientID: "mqtt5-bridge-local-x", CleanStart: true})
+	if sa := tc.subscribe(1, packet.Subscription{Filter: "a/#", QoS: 1}); sa.ReasonCodes[0].IsError() {
+		t.Fatalf("SUBACK %v", sa.ReasonCodes)
+	}
+	tc.send(&packet.Publish{Topic: "a/1", Payload: []byte("x")})
+	if p := recvAs[*packet.Publish](tc); p.Topic != "a/1" {
+		t.Fatalf("got %q", p.Topic)
+	}
+	anon := newTClient(t, b, packet.V5)
+	if ack := anon.connectRaw(&packet.Connect{ClientID: "anon", CleanStart: true}); ack.ReasonCode != packet.BadUserNameOrPassword {
+		t.Fatalf("untrusted anonymous: %v", ack.ReasonCode)
+	}
+}

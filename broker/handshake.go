@@ -177,7 +177,12 @@ func (c *conn) handshake(ctx context.Context) error {
 		req.Data = cp.Props.AuthData
 	}
 	for {
-		res := cfg.Authenticator.Authenticate(ctx, req)
+		var res AuthResult
+		if c.trusted {
+			res = AuthResult{Code: packet.Success}
+		} else {
+			res = cfg.Authenticator.Authenticate(ctx, req)
+		}
 		if res.Code == packet.ContinueAuthentication && c.authMethod != "" {
 			// [MQTT-4.12.0-2] continue the exchange with AUTH 0x18.
 			a := &packet.Auth{ReasonCode: packet.ContinueAuthentication}
@@ -333,7 +338,7 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 		s       *session
 		resumed bool
 	)
-	if !assign && !cleanStart && b.cfg.Authorizer != nil {
+	if !assign && !cleanStart && b.cfg.Authorizer != nil && !c.trusted {
 		// A session about to be resumed loses the subscriptions its
 		// owner may no longer make, before CONNACK and before any new
 		// message can match them.
@@ -363,7 +368,7 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 		b.stamp(c.will, &c.info)
 	}
 	old := b.sessions[clientID]
-	if old != nil && b.identityChecked() {
+	if old != nil && b.identityChecked() && !c.trusted {
 		old.mu.Lock()
 		owner := old.username
 		old.mu.Unlock()
@@ -418,8 +423,12 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 	s.expiry = expiry
 	s.version = c.version
 	s.username = c.info.Username
-	info := c.info
-	s.info.Store(&info)
+	if c.trusted {
+		s.info.Store(nil) // deliveries are not authorized either
+	} else {
+		info := c.info
+		s.info.Store(&info)
+	}
 	// [MQTT-3.2.2-2] [MQTT-3.2.2-3] Session Present.
 	ack.SessionPresent = resumed
 	ack.ReasonCode = packet.Success

@@ -226,7 +226,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer live.mu.Unlock()
 		live.stopAuth()
 	}()
-	live.bridges = newBridgeSet(func(context.Context) (net.Conn, error) { return b.InProcessConn(), nil }, logger)
+	live.bridges = newBridgeSet(func(context.Context) (net.Conn, error) { return b.TrustedConn(), nil }, logger)
 	if err := live.bridges.apply(ctx, cfgFile.Bridges); err != nil {
 		b.Shutdown(context.Background())
 		return err
