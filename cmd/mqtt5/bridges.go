@@ -142,6 +142,56 @@ func (s *bridgeSet) stopLocked(ctx context.Context, name string, r *runningBridg
 	delete(s.running, name)
 }
 
+// statuses returns the status of every running bridge by name.
+func (s *bridgeSet) statuses() map[string]bridge.Status {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]bridge.Status, len(s.running))
+	for name, r := range s.running {
+		out[name] = r.br.Status()
+	}
+	return out
+}
+
+// publishStatus publishes each bridge's status as retained messages under
+// $SYS/broker/bridge/<name>/ every interval until ctx ends.
+func (s *bridgeSet) publishStatus(ctx context.Context, publish func(ctx context.Context, topic, value string) error, every time.Duration) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		for name, st := range s.statuses() {
+			base := "$SYS/broker/bridge/" + name + "/"
+			connected := "0"
+			if st.Connected {
+				connected = "1"
+			}
+			for _, kv := range [][2]string{
+				{"connected", connected},
+				{"remote", st.Remote},
+				{"queue_depth", fmt.Sprint(st.QueueDepth)},
+				{"last_error", st.LastError},
+				{"forwarded/in", fmt.Sprint(st.Forwarded.In)},
+				{"forwarded/out", fmt.Sprint(st.Forwarded.Out)},
+				{"dropped/in", fmt.Sprint(st.Dropped.In)},
+				{"dropped/out", fmt.Sprint(st.Dropped.Out)},
+				{"loops_dropped", fmt.Sprint(st.LoopsDropped)},
+			} {
+				if err := publish(ctx, base+kv[0], kv[1]); err != nil {
+					return
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // stop stops every bridge.
 func (s *bridgeSet) stop(ctx context.Context) {
 	s.mu.Lock()

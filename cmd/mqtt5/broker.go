@@ -233,6 +233,9 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	defer live.bridges.stop(context.Background())
 	go live.run(ctx)
+	go live.bridges.publishStatus(ctx, func(ctx context.Context, topic, value string) error {
+		return b.Publish(ctx, &broker.Message{Topic: topic, Payload: []byte(value), Retain: true})
+	}, cfg.SysInterval)
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
 		go func(l net.Listener) { errc <- b.Serve(l) }(l)

@@ -53,7 +53,7 @@ func TestConfigBridgeAndReload(t *testing.T) {
 
 	dir := t.TempDir()
 	f := filepath.Join(dir, "mqtt5.toml")
-	base := "listeners = ['mqtt://127.0.0.1:0']\n[storage]\npersistence = false\n[sys]\ninterval = '0s'\n"
+	base := "listeners = ['mqtt://127.0.0.1:0']\n[storage]\npersistence = false\n[sys]\ninterval = '100ms'\n"
 	withBridge := base + fmt.Sprintf("[[bridges]]\nname = 'up'\nurl = 'mqtt://%s'\n[[bridges.topics]]\npattern = 'data/#'\ndirection = 'out'\nqos = 1\nremote_prefix = 'site/'\n", l.Addr())
 	os.WriteFile(f, []byte(withBridge), 0o600)
 	b := startCmd(t, "broker", "--config", f)
@@ -83,6 +83,22 @@ func TestConfigBridgeAndReload(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatal("nothing crossed the bridge")
 			}
+		}
+	}
+
+	// The bridge's status is in $SYS.
+	status := make(chan string, 100)
+	if _, err := c.Subscribe(ctx, []client.Subscription{{Filter: "$SYS/broker/bridge/up/connected"}}, func(m *client.Message) {
+		status <- string(m.Payload)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for connected := false; !connected; {
+		select {
+		case v := <-status:
+			connected = v == "1"
+		case <-ctx.Done():
+			t.Fatal("no $SYS/broker/bridge/up/connected = 1")
 		}
 	}
 
