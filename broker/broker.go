@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -39,6 +40,7 @@ type Broker struct {
 	filtering  bool        // change-only delivery or echo suppression is on
 	stamping   bool        // Stamp is on
 	hooks      hookRunner
+	ipLimit    *ipLimiter // Limits.MaxConnectionsPerIP
 
 	sessMu   sync.Mutex
 	sessions map[string]*session
@@ -46,7 +48,7 @@ type Broker struct {
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	conns     map[*conn]struct{}
+	conns     map[*conn]netip.Addr // the address counted by ipLimit, if any
 	closed    bool
 	ready     chan struct{}
 	readyOnce sync.Once
@@ -67,7 +69,8 @@ func New(cfg Config) *Broker {
 		now:         time.Now,
 		sessions:    make(map[string]*session),
 		listeners:   make(map[net.Listener]struct{}),
-		conns:       make(map[*conn]struct{}),
+		conns:       make(map[*conn]netip.Addr),
+		ipLimit:     newIPLimiter(cfg.Limits.MaxConnectionsPerIP),
 		ready:       make(chan struct{}),
 		quit:        make(chan struct{}),
 	}
@@ -153,7 +156,7 @@ func (b *Broker) Serve(l net.Listener) error {
 		}
 		delay = 0
 		if !b.startConn(nc) {
-			nc.Close()
+			b.closeRefused(nc)
 		}
 	}
 }
@@ -166,7 +169,7 @@ func isTemporary(err error) bool {
 // ServeConn serves one already established connection (a net.Pipe end, a
 // connection from another listener, ...) and returns when it ends.
 func (b *Broker) ServeConn(nc net.Conn) {
-	c := b.register(nc)
+	c := b.register(nc, false)
 	if c == nil {
 		nc.Close()
 		return
@@ -200,10 +203,7 @@ func (b *Broker) TrustedConn() net.Conn {
 func (b *Broker) startConn(nc net.Conn) bool { return b.startConnTrusted(nc, false) }
 
 func (b *Broker) startConnTrusted(nc net.Conn, trusted bool) bool {
-	c := b.register(nc)
-	if c != nil {
-		c.trusted = trusted
-	}
+	c := b.register(nc, trusted)
 	if c == nil {
 		return false
 	}
@@ -215,14 +215,29 @@ func (b *Broker) startConnTrusted(nc net.Conn, trusted bool) bool {
 	return true
 }
 
-func (b *Broker) register(nc net.Conn) *conn {
+// register admits a new connection, or returns nil when the broker is
+// closed or the connection's address has Limits.MaxConnectionsPerIP
+// connections already; the caller then closes it, before anything is read
+// (no CONNACK can be sent before CONNECT).
+func (b *Broker) register(nc net.Conn, trusted bool) *conn {
+	key, counted, ok := b.admitIP(nc, trusted)
+	if !ok {
+		return nil
+	}
+	if !counted {
+		key = netip.Addr{}
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
+		if counted {
+			b.ipLimit.release(key)
+		}
 		return nil
 	}
 	c := b.newConn(nc)
-	b.conns[c] = struct{}{}
+	c.trusted = trusted
+	b.conns[c] = key
 	b.connWG.Add(1)
 	b.stats.connected()
 	return c
@@ -230,8 +245,12 @@ func (b *Broker) register(nc net.Conn) *conn {
 
 func (b *Broker) unregister(c *conn) {
 	b.mu.Lock()
+	key := b.conns[c]
 	delete(b.conns, c)
 	b.mu.Unlock()
+	if key.IsValid() {
+		b.ipLimit.release(key)
+	}
 	b.stats.connections.Add(-1)
 }
 
@@ -452,6 +471,7 @@ func (b *Broker) Stats() Stats {
 		HookEventsDropped:    b.stats.hookDrops.Load(),
 		RateLimited:          b.stats.rateLimited.Load(),
 		RateLimitDisconnects: b.stats.rateDisconnects.Load(),
+		RefusedPerIP:         b.stats.refusedPerIP.Load(),
 	}
 	for i := range b.stats.drops {
 		st.Dropped[dropNames[i]] = b.stats.drops[i].Load()

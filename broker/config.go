@@ -146,6 +146,16 @@ type Capabilities struct {
 type Limits struct {
 	// MaxConnections bounds concurrent network connections. Default 100,000.
 	MaxConnections int
+	// MaxConnectionsPerIP bounds the concurrent connections from one remote
+	// IP address (IPv6: one /64 network). A connection beyond it is closed
+	// as soon as it is accepted, before anything is read (no CONNACK can be
+	// sent before CONNECT), and counted in Stats().RefusedPerIP. The address
+	// is the connection's RemoteAddr: for WebSocket listeners with trusted
+	// proxies, the X-Forwarded-For client. In-process connections (net.Pipe,
+	// TrustedConn) are not counted. Behind a TCP load balancer or NAT every
+	// client shares one address: raise the limit or disable it there.
+	// Default 1,000.
+	MaxConnectionsPerIP int
 	// MaxSubscriptionsPerClient bounds the filters of one session.
 	// Default 1,000.
 	MaxSubscriptionsPerClient int
@@ -264,6 +274,7 @@ func (c Config) withDefaults() Config {
 	c.RateLimits = c.RateLimits.withDefaults(cp.MaximumPacketSize)
 	l := &c.Limits
 	l.MaxConnections = defInt(l.MaxConnections, 100_000)
+	l.MaxConnectionsPerIP = defInt(l.MaxConnectionsPerIP, 1000)
 	l.MaxSubscriptionsPerClient = defInt(l.MaxSubscriptionsPerClient, 1000)
 	l.MaxRetainedMessages = defInt(l.MaxRetainedMessages, 1_000_000)
 	if l.MaxRetainedBytes == 0 {

@@ -352,11 +352,11 @@ func (b *Broker) storeRetained(m *Message) bool {
 	if had {
 		delta -= old.size()
 	} else if !within(r.retained.Len(), b.cfg.Limits.MaxRetainedMessages) {
-		b.log.Warn("retained message limit reached; message not retained", "topic", m.Topic)
+		b.log.Debug("retained message limit reached; message not retained", "topic", m.Topic)
 		return false
 	}
 	if r.retainedBytes.Load()+delta > b.cfg.Limits.MaxRetainedBytes {
-		b.log.Warn("retained bytes limit reached; message not retained", "topic", m.Topic)
+		b.log.Debug("retained bytes limit reached; message not retained", "topic", m.Topic)
 		return false
 	}
 	r.retained.Set(m.Topic, m)

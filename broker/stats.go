@@ -35,6 +35,7 @@ type stats struct {
 	hookDrops       atomic.Int64 // hook events dropped on a full queue
 	rateLimited     atomic.Int64 // inbound PUBLISH refused or dropped by RateLimits
 	rateDisconnects atomic.Int64 // clients disconnected by RateLimits
+	refusedPerIP    atomic.Int64 // connections closed unread: MaxConnectionsPerIP reached
 }
 
 func (s *stats) dropped(r dropReason) { s.drops[r].Add(1) }
@@ -72,4 +73,5 @@ type Stats struct {
 	HookEventsDropped    int64 // notification hook events dropped on a full queue
 	RateLimited          int64 // inbound PUBLISH refused (0x97) or dropped by RateLimits
 	RateLimitDisconnects int64 // clients disconnected by RateLimits
+	RefusedPerIP         int64 // connections closed before reading: Limits.MaxConnectionsPerIP reached
 }

@@ -75,8 +75,25 @@ type Config struct {
 	Stamp           Stamp           `json:"stamp" toml:"stamp"`
 	EchoSuppression EchoSuppression `json:"echo_suppression" toml:"echo_suppression"`
 	RateLimits      RateLimits      `json:"rate_limits" toml:"rate_limits"`
+	Telemetry       Telemetry       `json:"telemetry" toml:"telemetry"`
 	// Bridges connect this broker to remote brokers.
 	Bridges []Bridge `json:"bridges" toml:"bridges"`
+}
+
+// Telemetry configures metrics, health endpoints and tracing.
+type Telemetry struct {
+	// MetricsListen is the host:port of the HTTP server of /metrics
+	// (Prometheus), /healthz and /readyz; empty: off.
+	MetricsListen string  `json:"metrics_listen" toml:"metrics_listen" flag:"metrics-listen"`
+	Tracing       Tracing `json:"tracing" toml:"tracing"`
+}
+
+// Tracing configures OpenTelemetry tracing (OTEL_* variables apply too).
+type Tracing struct {
+	Enabled     bool    `json:"enabled" toml:"enabled" flag:"tracing"`
+	Protocol    string  `json:"protocol" toml:"protocol"`
+	Endpoint    string  `json:"endpoint" toml:"endpoint"`
+	SampleRatio float64 `json:"sample_ratio" toml:"sample_ratio"`
 }
 
 // LoadBalancer redirects clients to backends (broker.LoadBalancerConfig).
@@ -215,6 +232,7 @@ type Limits struct {
 	MaxSessionExpiry           int64    `json:"max_session_expiry" toml:"max_session_expiry"`
 	ResponseInformation        string   `json:"response_information" toml:"response_information"`
 	MaxConnections             int      `json:"max_connections" toml:"max_connections"`
+	MaxConnectionsPerIP        int      `json:"max_connections_per_ip" toml:"max_connections_per_ip"`
 	MaxSubscriptionsPerClient  int      `json:"max_subscriptions_per_client" toml:"max_subscriptions_per_client"`
 	MaxRetainedMessages        int      `json:"max_retained_messages" toml:"max_retained_messages"`
 	MaxRetainedBytes           int64    `json:"max_retained_bytes" toml:"max_retained_bytes"`
@@ -267,7 +285,7 @@ func Default() Config {
 			MaximumQoS: 2, RetainAvailable: true, WildcardSubscriptions: true,
 			SubscriptionIdentifiers: true, SharedSubscriptions: true,
 			ReceiveMaximum: 1024, TopicAliasMaximum: 64, MaximumPacketSize: 1 << 20,
-			MaxSessionExpiry: 1<<32 - 1, MaxConnections: 100000, MaxSubscriptionsPerClient: 1000,
+			MaxSessionExpiry: 1<<32 - 1, MaxConnections: 100000, MaxConnectionsPerIP: 1000, MaxSubscriptionsPerClient: 1000,
 			MaxRetainedMessages: 1000000, MaxRetainedBytes: 1 << 30, MaxTopicLength: 65535,
 			MaxTopicLevels: 128, MaxInflight: 1024, MaxClientIDLength: 256,
 			ConnectTimeout: Duration(10 * time.Second), WriteTimeout: Duration(30 * time.Second),

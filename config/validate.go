@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -107,6 +108,7 @@ func (c *Config) Validate() error {
 		"limits.max_retained_messages": int64(l.MaxRetainedMessages), "limits.max_retained_bytes": l.MaxRetainedBytes,
 		"limits.max_topic_length": int64(l.MaxTopicLength), "limits.max_topic_levels": int64(l.MaxTopicLevels),
 		"limits.max_inflight": int64(l.MaxInflight), "limits.max_client_id_length": int64(l.MaxClientIDLength),
+		"limits.max_connections_per_ip": int64(l.MaxConnectionsPerIP),
 	} {
 		if v == 0 || v < -1 {
 			bad(name, "must be positive (or -1 for no bound)")
@@ -165,6 +167,23 @@ func (c *Config) Validate() error {
 	if r.InboundMessages < 0 || r.InboundBytes < 0 || r.OutboundMessages < 0 || r.InboundMessagesBurst < 0 ||
 		r.InboundBytesBurst < 0 || r.OutboundMessagesBurst < 0 || r.DisconnectAfter < 0 {
 		bad("rate_limits", "rates, bursts and disconnect_after must not be negative (0: unlimited / default)")
+	}
+	for _, x := range []float64{r.InboundMessages, r.InboundBytes, r.OutboundMessages} {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			bad("rate_limits", "rates must be finite numbers (0: unlimited)")
+			break
+		}
+	}
+	if c.Telemetry.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.Telemetry.MetricsListen); err != nil {
+			bad("telemetry.metrics_listen", "%q is not host:port", c.Telemetry.MetricsListen)
+		}
+	}
+	if !oneOf(c.Telemetry.Tracing.Protocol, "", "http/protobuf", "grpc") {
+		bad("telemetry.tracing.protocol", "%q is not http/protobuf or grpc", c.Telemetry.Tracing.Protocol)
+	}
+	if c.Telemetry.Tracing.SampleRatio > 1 {
+		bad("telemetry.tracing.sample_ratio", "%v is above 1", c.Telemetry.Tracing.SampleRatio)
 	}
 	names := map[string]bool{}
 	for i, br := range c.Bridges {
@@ -309,6 +328,7 @@ func (c *Config) Broker() broker.Config {
 			MaxRetainedMessages: l.MaxRetainedMessages, MaxRetainedBytes: l.MaxRetainedBytes,
 			MaxTopicLength: l.MaxTopicLength, MaxTopicLevels: l.MaxTopicLevels,
 			MaxInflight: l.MaxInflight, MaxClientIDLength: l.MaxClientIDLength,
+			MaxConnectionsPerIP: l.MaxConnectionsPerIP,
 		},
 		Queue: broker.QueueConfig{MaxMessages: c.Queue.MaxMessages, MaxBytes: c.Queue.MaxBytes,
 			Policy: overflowPolicies[c.Queue.Policy], QueueQoS0Offline: c.Queue.QoS0Offline},

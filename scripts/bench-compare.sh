@@ -127,7 +127,7 @@ start_broker() {
   [ "$pin" = pinned ] && prefix=(taskset -c 0)
   case $kind in
   mqtt5)
-    "${prefix[@]}" "$BIN" broker --listen "127.0.0.1:$port" --sys-interval 0 --log-level warn --no-persistence --max-queued-messages 1000000 --max-queued-bytes -1 >"$logf" 2>&1 &
+    MQTT5_LIMITS_MAX_CONNECTIONS_PER_IP=-1 "${prefix[@]}" "$BIN" broker --listen "127.0.0.1:$port" --sys-interval 0 --log-level warn --no-persistence --max-queued-messages 1000000 --max-queued-bytes -1 >"$logf" 2>&1 &
     ;;
   mosquitto)
     local conf="$OUT/mosquitto-$port.conf"

@@ -193,7 +193,7 @@ start_broker() {
   local tcp=("$P_MQTT" "$P_MQTTS")
   case $kind in
   mqtt5)
-    taskset -c 0 "$BIN" broker --listen "mqtt://127.0.0.1:$P_MQTT" --listen "mqtts://127.0.0.1:$P_MQTTS" \
+    MQTT5_LIMITS_MAX_CONNECTIONS_PER_IP=-1 taskset -c 0 "$BIN" broker --listen "mqtt://127.0.0.1:$P_MQTT" --listen "mqtts://127.0.0.1:$P_MQTTS" \
       --listen "ws://127.0.0.1:$P_WS/mqtt" --listen "wss://127.0.0.1:$P_WSS/mqtt" --listen "quic://127.0.0.1:$P_QUIC" \
       --tls-cert "$CERT" --tls-key "$KEY" --quic-delivery "$delivery" "${MQTT5_COMMON[@]}" >"$logf" 2>&1 &
     tcp+=("$P_WS" "$P_WSS")

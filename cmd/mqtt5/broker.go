@@ -8,13 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/config"
+	"github.com/mqtt5go/mqtt5/telemetry"
 	"github.com/mqtt5go/mqtt5/transport"
 	"github.com/mqtt5go/mqtt5/transport/mqttquic"
 )
@@ -40,6 +43,8 @@ var brokerFlagHelp = map[string]string{
 	"batch-interval":          "commit interval of --durability batch (default 10ms)",
 	"max-queued-messages":     "bound of each session's outbound queue in messages (default 10000; -1 unlimited)",
 	"max-queued-bytes":        "bound of each session's outbound queue in bytes (default 64 MiB; -1 unlimited)",
+	"metrics-listen":          "host:port of the HTTP server of /metrics (Prometheus), /healthz and /readyz (default off)",
+	"tracing":                 "OpenTelemetry tracing, exported over OTLP as the OTEL_* variables say (default off)",
 }
 
 func init() {
@@ -182,6 +187,29 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	ver, _ := buildInfo()
 	cfg.Version = "mqtt5 " + ver
+	var metrics *telemetry.Metrics
+	if cfgFile.Telemetry.MetricsListen != "" {
+		metrics = telemetry.NewMetrics()
+		cfg.Hooks = append(cfg.Hooks, metrics)
+		cfg.Authenticator = metrics.WrapAuthenticator(cfg.Authenticator)
+	}
+	tr := cfgFile.Telemetry.Tracing
+	tp, stopTracing, err := telemetry.Setup(ctx, telemetry.TracingConfig{Enabled: tr.Enabled, Protocol: tr.Protocol,
+		Endpoint: tr.Endpoint, SampleRatio: tr.SampleRatio, ServiceVersion: ver})
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopTracing(sctx)
+	}()
+	if telemetry.Enabled(tp) {
+		bt := telemetry.NewBrokerTracer(tp)
+		cfg.Hooks = append(cfg.Hooks, bt)
+		cfg.Authenticator = bt.WrapAuthenticator(cfg.Authenticator)
+		logger.Info("tracing on")
+	}
 	if cfgFile.Storage.Persistence {
 		st, err := store.OpenDefault(cfgFile.Storage.DataDir, store.Options{Logger: logger})
 		if err != nil {
@@ -226,6 +254,14 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer live.mu.Unlock()
 		live.stopAuth()
 	}()
+	if metrics != nil {
+		stopMetrics, err := serveMetrics(ctx, cfgFile.Telemetry.MetricsListen, b, metrics, logger)
+		if err != nil {
+			b.Shutdown(context.Background())
+			return err
+		}
+		defer stopMetrics()
+	}
 	live.bridges = newBridgeSet(func(context.Context) (net.Conn, error) { return b.TrustedConn(), nil }, logger)
 	if err := live.bridges.apply(ctx, cfgFile.Bridges); err != nil {
 		b.Shutdown(context.Background())
@@ -257,6 +293,27 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	return nil
+}
+
+// serveMetrics serves /metrics, /healthz and /readyz on addr.
+func serveMetrics(ctx context.Context, addr string, b *broker.Broker, m *telemetry.Metrics, logger *slog.Logger) (stop func(), err error) {
+	reg, err := telemetry.NewRegistry(b, m)
+	if err != nil {
+		return nil, err
+	}
+	var lc net.ListenConfig
+	l, err := lc.Listen(ctx, "tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics listener: %w", err)
+	}
+	srv := &http.Server{Handler: telemetry.NewHTTPHandler(b, reg, nil), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(l)
+	logger.Info("metrics listening", "url", "http://"+l.Addr().String()+"/metrics")
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}, nil
 }
 
 // listenerURL is u with the port the listener really bound (port 0 picks
