@@ -26,7 +26,9 @@ func TestTraceAcrossBridge(t *testing.T) {
 	br, err := bridge.New(bridge.Config{
 		Name: "ab",
 		Remote: bridge.RemoteConfig{URL: "mqtt://in-process", Dialers: map[string]client.Dialer{"mqtt": client.DialerFunc(
-			func(context.Context, *url.URL, *tls.Config) (io.ReadWriteCloser, error) { return b.InProcessConn(), nil })}},
+			func(context.Context, *url.URL, *tls.Config) (io.ReadWriteCloser, error) {
+				return b.InProcessConn(), nil
+			})}},
 		Topics: []bridge.TopicMapping{{Pattern: "x/#", Direction: bridge.Out, QoS: 1}},
 	}, func(context.Context) (net.Conn, error) { return a.TrustedConn(), nil })
 	if err != nil {
