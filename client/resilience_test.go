@@ -400,7 +400,7 @@ func TestKeepaliveDeadPeer(t *testing.T) {
 				t.Fatalf("keep alive %v", info.KeepAlive)
 			}
 			// Pings keep a live connection up across several intervals.
-			waitFor(t, 10*time.Second, "pings", func() bool { return c.pingsSent.Load() >= 3 })
+			waitFor(t, 30*time.Second, "pings", func() bool { return c.pingsSent.Load() >= 3 })
 			if !c.IsConnected() {
 				t.Fatal("live connection lost")
 			}
