@@ -125,19 +125,21 @@ func (r *ACLRule) filterFor(user, clientID string) (string, bool) {
 		return r.Filter, true
 	}
 	f := r.Filter
+	var pairs []string
 	if strings.Contains(f, "%u") {
 		if !safeIdentity(user) {
 			return "", false
 		}
-		f = strings.ReplaceAll(f, "%u", user)
+		pairs = append(pairs, "%u", user)
 	}
 	if strings.Contains(f, "%c") {
 		if !safeIdentity(clientID) {
 			return "", false
 		}
-		f = strings.ReplaceAll(f, "%c", clientID)
+		pairs = append(pairs, "%c", clientID)
 	}
-	return f, true
+	// One pass: a "%c" inside the user name is text, not a placeholder.
+	return strings.NewReplacer(pairs...).Replace(f), true
 }
 
 func safeIdentity(s string) bool {

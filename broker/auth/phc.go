@@ -103,7 +103,8 @@ func (p Argon2Params) validate() error {
 func ParseArgon2(s string) (*Argon2Hash, error) {
 	parts := strings.Split(s, "$")
 	// "", "argon2id", "v=19", "m=..,t=..,p=..", salt, hash
-	if len(parts) != 6 || parts[0] != "" {
+	// Line breaks are refused: base64 decoding would skip them.
+	if len(parts) != 6 || parts[0] != "" || strings.ContainsAny(s, "\r\n") {
 		return nil, errors.New("argon2id: not a PHC string $argon2id$v=19$m=..,t=..,p=..$salt$hash")
 	}
 	if parts[1] != "argon2id" {
@@ -113,7 +114,7 @@ func ParseArgon2(s string) (*Argon2Hash, error) {
 	if !ok {
 		return nil, fmt.Errorf("argon2id: missing version field, got %q", parts[2])
 	}
-	if n, err := strconv.ParseUint(v, 10, 32); err != nil || n != argon2Version {
+	if v != strconv.Itoa(argon2Version) { // decimal without leading zeros, as m, t and p
 		return nil, fmt.Errorf("argon2id: unsupported version %q (only %d)", v, argon2Version)
 	}
 	var h Argon2Hash
