@@ -11,7 +11,9 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
@@ -118,6 +120,12 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return runCheckConfig(args[1:], stdout, stderr)
 		}
 	}
+	// Catch SIGHUP from the start: a reload request that arrives while the
+	// broker starts is served once it runs (never the default action,
+	// which would end the process).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	environ := os.Environ()
 	cfgFile, file, err := loadBrokerConfig(args, environ, stderr)
 	if err != nil {
@@ -268,7 +276,7 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	defer live.bridges.stop(context.Background())
-	go live.run(ctx)
+	go live.run(ctx, hup)
 	go live.bridges.publishStatus(ctx, func(ctx context.Context, topic, value string) error {
 		return b.Publish(ctx, &broker.Message{Topic: topic, Payload: []byte(value), Retain: true})
 	}, cfg.SysInterval)

@@ -4,13 +4,11 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -186,10 +184,7 @@ func changedPaths(a, b *config.Config) []string {
 
 // run reloads on SIGHUP and on changes of the configuration file until ctx
 // ends.
-func (l *liveConfig) run(ctx context.Context) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
+func (l *liveConfig) run(ctx context.Context, hup <-chan os.Signal) {
 	var changes <-chan struct{}
 	if l.file != "" {
 		changes = watchFile(ctx, l.file, l.log)
@@ -206,23 +201,48 @@ func (l *liveConfig) run(ctx context.Context) {
 	}
 }
 
-// watchFile signals (debounced) when path changes; it watches the
-// directory, so that editors that replace the file are seen.
+// fileStamp identifies a version of a file.
+type fileStamp struct {
+	mod  time.Time
+	size int64
+}
+
+func stampOf(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{fi.ModTime(), fi.Size()}
+}
+
+// watchFile signals (debounced) when path changes. It watches the
+// directory (so that editors that replace the file are seen) and, in case
+// change events are lost or inotify is unavailable, also checks the file's
+// modification time and size every second.
 func watchFile(ctx context.Context, path string, log *slog.Logger) <-chan struct{} {
 	out := make(chan struct{}, 1)
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		log.Warn("not watching the configuration file; SIGHUP still reloads it", "err", err)
-		return out
-	}
 	abs, _ := filepath.Abs(path)
-	if err := w.Add(filepath.Dir(abs)); err != nil {
-		w.Close()
-		log.Warn("not watching the configuration file; SIGHUP still reloads it", "err", err)
-		return out
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	w, err := fsnotify.NewWatcher()
+	if err == nil {
+		if err = w.Add(filepath.Dir(abs)); err != nil {
+			w.Close()
+			w = nil
+		}
+	}
+	if err != nil {
+		log.Warn("not watching the configuration file for change events; checking it every second", "err", err)
+	} else {
+		events, errs = w.Events, w.Errors
 	}
 	go func() {
-		defer w.Close()
+		if w != nil {
+			defer w.Close()
+		}
+		poll := time.NewTicker(time.Second)
+		defer poll.Stop()
+		last := stampOf(abs)
 		var timer *time.Timer
 		var fire <-chan time.Time
 		for {
@@ -232,9 +252,19 @@ func watchFile(ctx context.Context, path string, log *slog.Logger) <-chan struct
 					timer.Stop()
 				}
 				return
-			case ev, ok := <-w.Events:
+			case <-poll.C:
+				if st := stampOf(abs); st != last {
+					last = st
+					select {
+					case out <- struct{}{}:
+					default:
+					}
+				}
+				continue
+			case ev, ok := <-events:
 				if !ok {
-					return
+					events = nil
+					continue
 				}
 				if filepath.Clean(ev.Name) != abs {
 					continue
@@ -247,13 +277,15 @@ func watchFile(ctx context.Context, path string, log *slog.Logger) <-chan struct
 				fire = timer.C
 			case <-fire:
 				fire = nil
+				last = stampOf(abs)
 				select {
 				case out <- struct{}{}:
 				default:
 				}
-			case err, ok := <-w.Errors:
+			case err, ok := <-errs:
 				if !ok {
-					return
+					errs = nil
+					continue
 				}
 				log.Warn("configuration file watcher", "err", err)
 			}
