@@ -15,13 +15,12 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
+	"github.com/mqtt5go/mqtt5/internal/filewatch"
 )
 
 // ClientAuth says whether a TLS listener asks clients for a certificate.
@@ -79,11 +78,6 @@ const tlsHandshakeTimeout = 10 * time.Second
 // handshaking or waiting for Accept; beyond it the listener stops
 // accepting until some finish.
 const maxPendingHandshakes = 1024
-
-// watchDebounce is how long Watch waits after the last file event before
-// it reloads, so that a certificate and its key written one after the
-// other are read together.
-const watchDebounce = 100 * time.Millisecond
 
 // CertReloader serves the certificate, key and client CAs of a ServerTLS
 // and re-reads them on Reload or, with Watch, when the files change. New
@@ -303,93 +297,28 @@ func (a ClientAuth) tls() tls.ClientAuthType {
 }
 
 // Watch reloads the files when they change until ctx ends, then returns
-// nil; it returns an error only when it cannot start watching. It watches
-// the directories of the files (and of their symlink targets), so files
-// replaced by rename, rewritten by editors, or switched by a symlink swap
-// as Kubernetes does for mounted secrets are all noticed. Events are
-// debounced; each reload is logged, and a failed one keeps the material
-// in use.
+// nil; it returns an error only when it cannot start watching. It watches the directories of the files (and of their symlink
+// targets), so files replaced by rename, rewritten by editors, or switched
+// by a symlink swap as Kubernetes does for mounted secrets are all
+// noticed, and checks the files every second besides (package
+// internal/filewatch). Events are debounced; each reload is logged, and a
+// failed one keeps the material in use.
 func (r *CertReloader) Watch(ctx context.Context) error {
-	w, err := fsnotify.NewWatcher()
+	var files []string
+	for _, f := range []string{r.cfg.CertFile, r.cfg.KeyFile, r.cfg.ClientCAFile} {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	err := filewatch.Watch(ctx, files, true, func() {
+		if _, err := r.reload(); err != nil {
+			r.log.Error("TLS certificate reload failed; keeping the certificate in use", "err", err)
+		}
+	}, func(err error) { r.log.Warn("watching TLS files", "err", err) })
 	if err != nil {
 		return fmt.Errorf("transport: watching TLS files: %w", err)
 	}
-	defer w.Close()
-	if err := r.watchDirs(w); err != nil {
-		return fmt.Errorf("transport: watching TLS files: %w", err)
-	}
-	// A change made between the first load and the start of the watch
-	// produced no event.
-	r.watchReload(w)
-
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
-			timer.Reset(watchDebounce)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			r.log.Warn("watching TLS files", "err", err)
-		case <-timer.C:
-			r.watchReload(w)
-		}
-	}
-}
-
-// watchReload reloads and logs a failure, then watches directories that
-// a symlink now points into.
-func (r *CertReloader) watchReload(w *fsnotify.Watcher) {
-	if _, err := r.reload(); err != nil {
-		r.log.Error("TLS certificate reload failed; keeping the certificate in use", "err", err)
-	}
-	if err := r.watchDirs(w); err != nil {
-		r.log.Warn("watching TLS files", "err", err)
-	}
-}
-
-// watchDirs adds the directories of the files and of their symlink
-// targets that are not watched yet.
-func (r *CertReloader) watchDirs(w *fsnotify.Watcher) error {
-	watched := make(map[string]bool)
-	for _, d := range w.WatchList() {
-		watched[d] = true
-	}
-	var errs []error
-	for _, f := range []string{r.cfg.CertFile, r.cfg.KeyFile, r.cfg.ClientCAFile} {
-		if f == "" {
-			continue
-		}
-		dirs := []string{filepath.Dir(f)}
-		if t, err := filepath.EvalSymlinks(f); err == nil {
-			dirs = append(dirs, filepath.Dir(t))
-		}
-		for _, d := range dirs {
-			if abs, err := filepath.Abs(d); err == nil {
-				d = abs
-			}
-			if watched[d] {
-				continue
-			}
-			if err := w.Add(d); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			watched[d] = true
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // ClientTLS describes the TLS side of a client: whom to trust and which

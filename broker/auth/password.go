@@ -4,21 +4,17 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
-
-	"github.com/fsnotify/fsnotify"
 
 	"github.com/mqtt5go/mqtt5/broker"
+	"github.com/mqtt5go/mqtt5/internal/filewatch"
 	"github.com/mqtt5go/mqtt5/packet"
 )
 
@@ -280,92 +276,25 @@ func (p *PasswordFile) Watch(ctx context.Context) error {
 	return WatchFiles(ctx, []string{p.path}, p.Reload, p.log)
 }
 
-// watchDebounce is how long WatchFiles waits after the last change before
-// reloading: editors and tools write files in several steps.
-const watchDebounce = 200 * time.Millisecond
-
 // WatchFiles calls reload when one of files changes, until ctx ends; then
 // it returns nil. It returns an error only when it cannot start watching.
-// It watches the directories of the files and of their symlink targets, so
-// files replaced by rename (as the passwd command and most editors do) or
-// switched by a symlink swap (as Kubernetes does for mounted secrets and
-// config maps) are noticed. Changes are debounced; a failed reload is
-// logged and the current content stays in use.
+// It watches the directories of the files and of their
+// symlink targets, so files replaced by rename (as the passwd command and
+// most editors do) or switched by a symlink swap (as Kubernetes does for
+// mounted secrets and config maps) are noticed, and also checks the files
+// every second (package internal/filewatch). Changes are debounced; a
+// failed reload is logged and the current content stays in use.
 func WatchFiles(ctx context.Context, files []string, reload func() error, log *slog.Logger) error {
 	if log == nil {
 		log = slog.Default()
 	}
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return fmt.Errorf("auth: watching %s: %w", strings.Join(files, ", "), err)
-	}
-	defer w.Close()
-	if err := watchFileDirs(w, files); err != nil {
-		return fmt.Errorf("auth: watching %s: %w", strings.Join(files, ", "), err)
-	}
-	run := func() {
+	err := filewatch.Watch(ctx, files, true, func() {
 		if err := reload(); err != nil {
 			log.Error("reload failed; keeping the current content", "err", err)
 		}
-		if err := watchFileDirs(w, files); err != nil {
-			log.Warn("watching auth files", "err", err)
-		}
+	}, func(err error) { log.Warn("watching auth files", "files", strings.Join(files, ", "), "err", err) })
+	if err != nil {
+		return fmt.Errorf("auth: watching %s: %w", strings.Join(files, ", "), err)
 	}
-	// A change made between the first load and the start of the watch
-	// produced no event.
-	run()
-	timer := time.NewTimer(time.Hour)
-	timer.Stop()
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-w.Events:
-			if !ok {
-				return nil
-			}
-			if ev.Op == fsnotify.Chmod {
-				continue
-			}
-			timer.Reset(watchDebounce)
-		case err, ok := <-w.Errors:
-			if !ok {
-				return nil
-			}
-			log.Warn("watching auth files", "err", err)
-		case <-timer.C:
-			run()
-		}
-	}
-}
-
-// watchFileDirs adds the directories of files and of their symlink targets
-// that are not watched yet.
-func watchFileDirs(w *fsnotify.Watcher, files []string) error {
-	watched := make(map[string]bool)
-	for _, d := range w.WatchList() {
-		watched[d] = true
-	}
-	var errs []error
-	for _, f := range files {
-		dirs := []string{filepath.Dir(f)}
-		if t, err := filepath.EvalSymlinks(f); err == nil {
-			dirs = append(dirs, filepath.Dir(t))
-		}
-		for _, d := range dirs {
-			if abs, err := filepath.Abs(d); err == nil {
-				d = abs
-			}
-			if watched[d] {
-				continue
-			}
-			if err := w.Add(d); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			watched[d] = true
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }

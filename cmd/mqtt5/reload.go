@@ -4,16 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/config"
+	"github.com/mqtt5go/mqtt5/internal/filewatch"
 )
 
 // swapAuthenticator lets a reload replace the authenticator of a running
@@ -201,96 +199,18 @@ func (l *liveConfig) run(ctx context.Context, hup <-chan os.Signal) {
 	}
 }
 
-// fileStamp identifies a version of a file.
-type fileStamp struct {
-	mod  time.Time
-	size int64
-}
-
-func stampOf(path string) fileStamp {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{}
-	}
-	return fileStamp{fi.ModTime(), fi.Size()}
-}
-
-// watchFile signals (debounced) when path changes. It watches the
-// directory (so that editors that replace the file are seen) and, in case
-// change events are lost or inotify is unavailable, also checks the file's
-// modification time and size every second.
+// watchFile signals when path changes (package internal/filewatch:
+// directory events, debounced, and a check every second).
 func watchFile(ctx context.Context, path string, log *slog.Logger) <-chan struct{} {
 	out := make(chan struct{}, 1)
-	abs, _ := filepath.Abs(path)
-	var events <-chan fsnotify.Event
-	var errs <-chan error
-	w, err := fsnotify.NewWatcher()
-	if err == nil {
-		if err = w.Add(filepath.Dir(abs)); err != nil {
-			w.Close()
-			w = nil
+	go filewatch.Watch(ctx, []string{path}, false, func() {
+		select {
+		case out <- struct{}{}:
+		default:
 		}
-	}
-	if err != nil {
-		log.Warn("not watching the configuration file for change events; checking it every second", "err", err)
-	} else {
-		events, errs = w.Events, w.Errors
-	}
-	go func() {
-		if w != nil {
-			defer w.Close()
-		}
-		poll := time.NewTicker(time.Second)
-		defer poll.Stop()
-		last := stampOf(abs)
-		var timer *time.Timer
-		var fire <-chan time.Time
-		for {
-			select {
-			case <-ctx.Done():
-				if timer != nil {
-					timer.Stop()
-				}
-				return
-			case <-poll.C:
-				if st := stampOf(abs); st != last {
-					last = st
-					select {
-					case out <- struct{}{}:
-					default:
-					}
-				}
-				continue
-			case ev, ok := <-events:
-				if !ok {
-					events = nil
-					continue
-				}
-				if filepath.Clean(ev.Name) != abs {
-					continue
-				}
-				if timer == nil {
-					timer = time.NewTimer(200 * time.Millisecond)
-				} else {
-					timer.Reset(200 * time.Millisecond)
-				}
-				fire = timer.C
-			case <-fire:
-				fire = nil
-				last = stampOf(abs)
-				select {
-				case out <- struct{}{}:
-				default:
-				}
-			case err, ok := <-errs:
-				if !ok {
-					errs = nil
-					continue
-				}
-				log.Warn("configuration file watcher", "err", err)
-			}
-		}
-	}()
+	}, func(err error) {
+		log.Warn("watching the configuration file; it is also checked every second", "err", err)
+	})
 	return out
 }
 
