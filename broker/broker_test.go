@@ -190,6 +190,7 @@ func TestRetained(t *testing.T) {
 			pub.publish(&packet.Publish{Topic: "r/2", Retain: true, Payload: []byte("two")})
 			pub.publish(&packet.Publish{Topic: "r/2", Retain: true, Payload: nil})      // [MQTT-3.3.1-6] deletes
 			pub.publish(&packet.Publish{Topic: "r/3", Payload: []byte("not retained")}) // [MQTT-3.3.1-8]
+			pub.sync()
 			sub := dial(t, b, v, "sub")
 			sub.subscribe(1, packet.Subscription{Filter: "r/#", QoS: 0})
 			got := recvAs[*packet.Publish](sub)
@@ -264,6 +265,7 @@ func TestSharedSubscriptionRoundRobin(t *testing.T) {
 	b := newTestBroker(t, Config{})
 	pub := dial(t, b, packet.V5, "pub")
 	pub.publish(&packet.Publish{Topic: "s/1", Retain: true, Payload: []byte("r")})
+	pub.sync()
 	a := dial(t, b, packet.V5, "a")
 	a.subscribe(1, packet.Subscription{Filter: "$share/g/s/+", QoS: 1})
 	c := dial(t, b, packet.V5, "c")

@@ -174,6 +174,15 @@ func (c *tclient) publish(p *packet.Publish) {
 	}
 }
 
+// sync waits for a PINGRESP: the broker handles a connection's packets in
+// order, so every packet sent before it (QoS 0 publishes included) has been
+// routed when it returns.
+func (c *tclient) sync() {
+	c.t.Helper()
+	c.send(&packet.Pingreq{})
+	recvAs[*packet.Pingresp](c)
+}
+
 func (c *tclient) disconnect() {
 	c.t.Helper()
 	c.send(&packet.Disconnect{})
