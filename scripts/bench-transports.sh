@@ -19,78 +19,34 @@
 #   TRANSPORTS=""   run only these transport rows (space-separated names of
 #                   transports.tsv: mqtt mqtts ws wss quic quic-dpt quic-single quic-bctl)
 #   SCENARIOS=""    run only these scenario names (fanin-q0 fanin-q1 latency-q1)
-#   DOC=docs/benchmarks.md  ("" to skip writing it)
+#   DOC=docs/benchmarks.md  ("" to skip writing it; any other path works, a
+#                   missing file gets the markers appended)
 #   OUT=<temp dir>  where certificates, logs and JSON results go (kept)
 #   NOTE=""         a sentence for the conditions line of the doc
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-REPS=${REPS:-3}
 DURATION=${DURATION:-5s}
-WARMUP=${WARMUP:-1s}
 RATE=${RATE:-5000}
 TRANSPORTS=${TRANSPORTS:-}
-SCENARIOS=${SCENARIOS:-}
-DOC=${DOC-docs/benchmarks.md}
-OUT=${OUT:-$(mktemp -d /tmp/mqtt5-bench-transports.XXXXXX)}
-NOTE=${NOTE:-}
-PAYLOAD=64
-PROTOCOL=5
 
-log() { echo "== $*" >&2; }
-die() { echo "bench-transports: $*" >&2; exit 1; }
-
-# --- brokers and cleanup ----------------------------------------------------
-
-BROKER_PID=""
-cleanup() {
-  if [ -n "$BROKER_PID" ] && kill -0 "$BROKER_PID" 2>/dev/null; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-  fi
-  BROKER_PID=""
-}
-trap cleanup EXIT
-trap 'cleanup; exit 130' INT TERM
+BENCH_NAME=bench-transports
+# shellcheck source=scripts/lib/bench.sh
+. scripts/lib/bench.sh
 
 # --- prerequisites ------------------------------------------------------------
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_install() {
-  log "installing $*"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
-}
-if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ]; then apt_install mosquitto; fi
+need_mosquitto
 command -v openssl >/dev/null 2>&1 || apt_install openssl
-MOSQUITTO=$(command -v mosquitto || echo /usr/sbin/mosquitto)
-command -v taskset >/dev/null 2>&1 || die "taskset (util-linux) is required"
-command -v timeout >/dev/null 2>&1 || die "timeout (coreutils) is required"
-command -v go >/dev/null 2>&1 || die "go is required"
-
-NPROC=$(nproc)
+need taskset util-linux
+need timeout coreutils
+need go "the Go toolchain"
 [ "$NPROC" -ge 2 ] || die "needs at least 2 cores (broker on core 0, load on another)"
-LOAD_CORE=$((NPROC - 1))
 
-# Seconds of a Go duration such as 5s, 500ms or 1m (rounded up).
-seconds() {
-  case $1 in
-  *ms) echo $(((${1%ms} + 999) / 1000)) ;;
-  *s) echo "${1%s}" | cut -d. -f1 ;;
-  *m) echo $((${1%m} * 60)) ;;
-  *) echo "$1" ;;
-  esac
-}
 # Hard bound of one bench run: measurement, warm-up, 2 s grace, connecting.
 RUN_LIMIT=$(($(seconds "$DURATION") + $(seconds "$WARMUP") + 40))
 
-mkdir -p "$OUT"
-BIN="$OUT/mqtt5"
-log "building mqtt5 and benchreport into $OUT"
-go build -o "$BIN" ./cmd/mqtt5
-go build -o "$OUT/benchreport" ./internal/bench/benchreport
+bench_build
 
 # --- certificates ---------------------------------------------------------------
 
@@ -111,70 +67,8 @@ openssl verify -CAfile "$CA" "$CERT" >/dev/null || die "server certificate does 
 chmod 755 "$OUT"
 chmod 644 "$CA" "$CERT" "$KEY"
 
-# --- ports ------------------------------------------------------------------------
-
-PORT_LO=10000
-PORT_HI=32767
-if [ -r /proc/sys/net/ipv4/ip_local_port_range ]; then
-  read -r plo _ </proc/sys/net/ipv4/ip_local_port_range
-  PORT_HI=$((plo - 1))
-fi
-udp_bound() { # port
-  local hex
-  hex=$(printf ':%04X ' "$1")
-  cat /proc/net/udp /proc/net/udp6 2>/dev/null | awk '{print $2" "}' | grep -q -- "$hex"
-}
-USED_PORTS=""
-pick_port() { # VAR: a port free for TCP and UDP, distinct from USED_PORTS
-  local p
-  for _ in $(seq 1 200); do
-    p=$((PORT_LO + RANDOM % (PORT_HI - PORT_LO)))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! udp_bound "$p" && [[ " $USED_PORTS " != *" $p "* ]]; then
-      USED_PORTS="$USED_PORTS $p"
-      printf -v "$1" '%s' "$p"
-      return
-    fi
-  done
-  die "no free port found"
-}
-wait_tcp() { # port pid
-  for _ in $(seq 1 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-wait_udp() { # port pid
-  for _ in $(seq 1 100); do
-    if udp_bound "$1"; then return 0; fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.05
-  done
-  return 1
-}
-
 # --- broker configurations ------------------------------------------------------
 
-MQTT5_COMMON=(--sys-interval 0 --log-level warn --no-persistence --max-queued-messages 1000000 --max-queued-bytes -1)
-
-# Same limits as scripts/bench-compare.sh: nothing persisted, queues and
-# in-flight windows at least as large as mqtt5's defaults.
-mosquitto_common() {
-  cat <<'EOF'
-allow_anonymous true
-persistence false
-max_queued_messages 1000000
-max_queued_bytes 0
-max_inflight_messages 1024
-max_connections -1
-set_tcp_nodelay true
-connection_messages false
-log_dest stderr
-log_type error
-log_type warning
-EOF
-}
 # mosquitto_conf WITH_WS WITH_WSS: the template, ports as @MQTT@ @MQTTS@ @WS@ @WSS@.
 mosquitto_conf() {
   echo "listener @MQTT@ 127.0.0.1"
@@ -193,26 +87,25 @@ start_broker() {
   local tcp=("$P_MQTT" "$P_MQTTS")
   case $kind in
   mqtt5)
-    MQTT5_LIMITS_MAX_CONNECTIONS_PER_IP=-1 taskset -c 0 "$BIN" broker --listen "mqtt://127.0.0.1:$P_MQTT" --listen "mqtts://127.0.0.1:$P_MQTTS" \
+    start_mqtt5 0 "$logf" --listen "mqtt://127.0.0.1:$P_MQTT" --listen "mqtts://127.0.0.1:$P_MQTTS" \
       --listen "ws://127.0.0.1:$P_WS/mqtt" --listen "wss://127.0.0.1:$P_WSS/mqtt" --listen "quic://127.0.0.1:$P_QUIC" \
-      --tls-cert "$CERT" --tls-key "$KEY" --quic-delivery "$delivery" "${MQTT5_COMMON[@]}" >"$logf" 2>&1 &
+      --tls-cert "$CERT" --tls-key "$KEY" --quic-delivery "$delivery"
     tcp+=("$P_WS" "$P_WSS")
     ;;
   mosquitto)
     local conf="$OUT/mosquitto-$P_MQTT.conf"
     sed "s/@MQTT@/$P_MQTT/; s/@MQTTS@/$P_MQTTS/; s/@WS@/$P_WS/; s/@WSS@/$P_WSS/" "$OUT/mosquitto.conf.in" >"$conf"
-    taskset -c 0 "$MOSQUITTO" -c "$conf" >"$logf" 2>&1 &
+    start_mosquitto 0 "$conf" "$logf"
     [ "$MOSQ_WS" = yes ] && tcp+=("$P_WS")
     [ "$MOSQ_WSS" = yes ] && tcp+=("$P_WSS")
     ;;
   esac
-  BROKER_PID=$!
   local p
   for p in "${tcp[@]}"; do
-    wait_tcp "$p" "$BROKER_PID" || { cleanup; return 1; }
+    wait_tcp "$p" "$BROKER_PID" || { stop_broker; return 1; }
   done
   if [ "$kind" = mqtt5 ]; then
-    wait_udp "$P_QUIC" "$BROKER_PID" || { cleanup; return 1; }
+    wait_udp "$P_QUIC" "$BROKER_PID" || { stop_broker; return 1; }
   fi
 }
 
@@ -223,7 +116,7 @@ for try in "yes yes" "yes no" "no no"; do
   read -r MOSQ_WS MOSQ_WSS <<<"$try"
   mosquitto_conf "$MOSQ_WS" "$MOSQ_WSS" >"$OUT/mosquitto.conf.in"
   if start_broker mosquitto - "$OUT/mosquitto-probe.log"; then
-    cleanup
+    stop_broker
     break
   fi
   log "mosquitto does not start with ws=$MOSQ_WS wss=$MOSQ_WSS: $(tail -n 2 "$OUT/mosquitto-probe.log" | tr '\n' ' ')"
@@ -244,23 +137,15 @@ quic-dpt	quic:// multistream, client data_per_topic, broker per_topic	no	quic	--
 quic-single	quic:// single stream (--quic-single)	no	quic	--cafile CA --quic-single	per_topic
 quic-bctl	quic:// multistream, client control_only, broker control_only	no	quic	--cafile CA --quic-strategy control_only	control_only
 EOF
-if [ -n "$TRANSPORTS" ]; then
-  awk -F'\t' -v keep=" $TRANSPORTS " 'index(keep, " " $1 " ")' "$OUT/transports.all" >"$OUT/transports.run"
-else
-  cp "$OUT/transports.all" "$OUT/transports.run"
-fi
+keep_rows "$TRANSPORTS" <"$OUT/transports.all" >"$OUT/transports.run"
 cut -f1-3 "$OUT/transports.run" >"$OUT/transports.tsv"
 
 # name TAB label TAB metrics TAB bench arguments
-cat >"$OUT/scenarios.tsv" <<EOF
+keep_rows "$SCENARIOS" >"$OUT/scenarios.tsv" <<EOF
 fanin-q0	fan-in QoS 0 (4→1)	throughput	fan-in --qos 0 --publishers 4 --window 20
 fanin-q1	fan-in QoS 1 (4→1, window 20)	throughput	fan-in --qos 1 --publishers 4 --window 20
 latency-q1	latency, fan-in QoS 1 at $RATE msg/s	p50,p99	latency --qos 1 --publishers 4 --rate $RATE --window 20
 EOF
-if [ -n "$SCENARIOS" ]; then
-  awk -F'\t' -v keep=" $SCENARIOS " 'index(keep, " " $1 " ")' "$OUT/scenarios.tsv" >"$OUT/scenarios.tmp"
-  mv "$OUT/scenarios.tmp" "$OUT/scenarios.tsv"
-fi
 printf 'mqtt5\tmqtt5\nmosquitto\tMosquitto\n' >"$OUT/brokers.tsv"
 
 present() { # names...: those of them in this run
@@ -284,8 +169,6 @@ if [ -n "$quic_rows" ] && [ "$quic_rows" != quic ]; then
 fi
 [ -s "$OUT/tables.tsv" ] || die "no transport selected"
 
-bench_common=(--protocol "$PROTOCOL" --payload "$PAYLOAD" --duration "$DURATION" --warmup "$WARMUP" --quiet)
-
 url_of() { # scheme
   case $1 in
   mqtt) echo "mqtt://127.0.0.1:$P_MQTT" ;;
@@ -300,10 +183,10 @@ url_of() { # scheme
   echo "# throw-away CA and server certificate (in OUT)"
   cat "$OUT/certs.sh"
   echo "# brokers: one fresh process per run, pinned with taskset -c 0; ports are free loopback ports"
-  echo "taskset -c 0 mqtt5 broker --listen mqtt://127.0.0.1:P1 --listen mqtts://127.0.0.1:P2 --listen ws://127.0.0.1:P3/mqtt --listen wss://127.0.0.1:P4/mqtt --listen quic://127.0.0.1:P5 --tls-cert server.crt --tls-key server.key --quic-delivery per_topic|control_only ${MQTT5_COMMON[*]}"
+  echo "taskset -c 0 mqtt5 broker --listen mqtt://127.0.0.1:P1 --listen mqtts://127.0.0.1:P2 --listen ws://127.0.0.1:P3/mqtt --listen wss://127.0.0.1:P4/mqtt --listen quic://127.0.0.1:P5 --tls-cert server.crt --tls-key server.key --quic-delivery per_topic|control_only ${MQTT5_BROKER_FLAGS[*]}"
   echo "taskset -c 0 mosquitto -c mosquitto.conf"
   mosquitto_conf "$MOSQ_WS" "$MOSQ_WSS" | sed "s|$OUT/||; s/@MQTT@/P1/; s/@MQTTS@/P2/; s/@WS@/P3/; s/@WSS@/P4/; s/^/#   /"
-  echo "# load: taskset -c $LOAD_CORE mqtt5 bench SCENARIO ${bench_common[*]} --url URL [FLAGS] --pid BROKER_PID --json RESULT.json"
+  echo "# load: taskset -c $LOAD_CORE mqtt5 bench SCENARIO ${BENCH_COMMON[*]} --url URL [FLAGS] --pid BROKER_PID --json RESULT.json"
   echo "# SCENARIO:"
   while IFS=$'\t' read -r _ _ _ args; do
     echo "#   $args"
@@ -323,29 +206,19 @@ run_one() { # transport scheme flags delivery scenario args broker rep
   local tname=$1 scheme=$2 flags=$3 delivery=$4 name=$5 args=$6 broker=$7 rep=$8
   local dir="$OUT/$tname/$name"
   mkdir -p "$dir"
-  local base="$dir/$broker-$rep" tries=0
-  while ! start_broker "$broker" "$delivery" "$base.broker.log"; do
-    tries=$((tries + 1))
-    if [ "$tries" -ge 3 ]; then
-      log "FAILED: $broker did not start: $(tail -n 2 "$base.broker.log")"
-      FAILED=$((FAILED + 1))
-      return 0
-    fi
-  done
+  local base="$dir/$broker-$rep"
+  if ! start_retry "$broker" "$base.broker.log" start_broker "$broker" "$delivery" "$base.broker.log"; then
+    FAILED=$((FAILED + 1))
+    return 0
+  fi
   local extra=()
   # shellcheck disable=SC2206
   [ "$flags" != - ] && extra=(${flags//CA/$CA})
   # shellcheck disable=SC2086
-  if ! timeout -k 5 "$RUN_LIMIT" taskset -c "$LOAD_CORE" "$BIN" bench $args "${bench_common[@]}" --url "$(url_of "$scheme")" "${extra[@]}" \
-    --pid "$BROKER_PID" --json "$base.json" >"$base.txt" 2>"$base.err"; then
-    log "FAILED: $tname $name $broker #$rep: $(tail -n 3 "$base.err" | tr '\n' ' ')"
+  run_bench "$base" "$LOAD_CORE" "$RUN_LIMIT" "$tname $name $broker #$rep" $args "${BENCH_COMMON[@]}" --url "$(url_of "$scheme")" "${extra[@]}" ||
     FAILED=$((FAILED + 1))
-    rm -f "$base.json"
-  fi
-  cleanup
-  if [ -s "$base.json" ]; then
-    log "$tname $name $broker #$rep: $(grep -E '^  (delivered|latency|broker process|generator cpu|accounting) ' "$base.txt" | sed 's/^ *//' | tr -s ' ' | paste -sd ';' -)"
-  fi
+  stop_broker
+  summary "$base" "$tname $name $broker #$rep" 'delivered|latency|broker process|generator cpu|accounting'
 }
 
 load_avg() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -353,7 +226,7 @@ START_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 START_S=$(date +%s)
 LOAD_START=$(load_avg)
 for rep in $(seq 1 "$REPS"); do
-  if [ $((rep % 2)) = 1 ]; then order="mqtt5 mosquitto"; else order="mosquitto mqtt5"; fi
+  order=$(broker_order "$rep")
   while IFS=$'\t' read -r tname _ mosq scheme flags delivery; do
     while IFS=$'\t' read -r name _ _ args; do
       for broker in $order; do
@@ -379,13 +252,8 @@ log "generator: $GEN_SUMMARY"
 
 # --- report --------------------------------------------------------------------
 
-cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 {
-  printf 'Date\t%s\n' "$START_DATE"
-  printf 'Machine\t%s cores (nproc), %s, %s MiB RAM\n' "$NPROC" "${cpu_model:-unknown CPU}" "$(awk '/MemTotal/ {printf "%d", $2/1024}' /proc/meminfo 2>/dev/null || echo '?')"
-  printf 'Kernel\t%s\n' "$(uname -sr)"
-  printf 'Go\t%s\n' "$(go version | awk '{print $3}')"
-  printf 'mqtt5\t%s\n' "$("$BIN" version | head -n1)"
+  meta_common "$START_DATE"
   printf 'Mosquitto\t%s (listeners: mqtt, mqtts%s%s)\n' "$("$MOSQUITTO" -h 2>/dev/null | head -n1 || true)" \
     "$([ "$MOSQ_WS" = yes ] && echo ', ws')" "$([ "$MOSQ_WSS" = yes ] && echo ', wss')"
   printf 'OpenSSL\t%s\n' "$(openssl version | cut -d' ' -f1-2)"
@@ -396,10 +264,6 @@ cpu_model=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed
   if [ -n "$NOTE" ]; then printf 'Conditions\t%s\n' "$NOTE"; fi
 } >"$OUT/meta.tsv"
 
-"$OUT/benchreport" -mode transports -dir "$OUT" >"$OUT/report.md"
-if [ -n "$DOC" ]; then
-  "$OUT/benchreport" -mode transports -dir "$OUT" -doc "$DOC"
-  log "updated $DOC"
-fi
+report transports report.md "$DOC"
 cat "$OUT/report.md"
 log "results in $OUT ($ELAPSED s, $FAILED failed run(s))"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs the third-party programs the test suite talks to, when missing:
-# the Mosquitto broker and clients and the Chromium browser (Debian
-# packages; Chromium runs MQTT.js in a page for the WebSocket tests), and
-# the npm packages under test/node. Safe to run repeatedly.
+# the Mosquitto broker and clients, the Chromium browser (Debian
+# packages; Chromium runs MQTT.js in a page for the WebSocket tests),
+# iproute2 (ip and tc, for the network-fault tests in internal/netfault),
+# and the npm packages under test/node. Safe to run repeatedly.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,6 +11,8 @@ need_apt=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need_apt+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 || need_apt+=(mosquitto-clients)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)
+{ command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ]; } &&
+  { command -v tc >/dev/null 2>&1 || [ -x /usr/sbin/tc ] || [ -x /sbin/tc ]; } || need_apt+=(iproute2)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "install-peers: installing ${need_apt[*]}"

@@ -1,36 +1,25 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mqtt5go/mqtt5/broker"
+	"github.com/mqtt5go/mqtt5/internal/bench"
 )
 
+func (b *testBroker) url() string { return "mqtt://" + net.JoinHostPort(b.host, b.port) }
+
 func TestBenchJSON(t *testing.T) {
-	b := broker.New(broker.Config{SysInterval: -1})
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { b.Serve(l); close(done) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		b.Shutdown(ctx)
-		<-done
-	})
+	b := startTestBroker(t, broker.Config{})
 	dir := t.TempDir()
 	out := filepath.Join(dir, "r.json")
 	plot := filepath.Join(dir, "r.svg")
-	code, stdout, stderr := runCmd(t, "bench", "fan-in", "--url", "mqtt://"+l.Addr().String(),
+	code, stdout, stderr := runCmd(t, "bench", "fan-in", "--url", b.url(),
 		"--qos", "1", "--publishers", "2", "--duration", "300ms", "--warmup", "0s", "--max-messages", "400",
 		"--quiet", "--json", out, "--plot", plot)
 	if code != 0 {
@@ -79,6 +68,32 @@ func TestBenchJSON(t *testing.T) {
 	}
 	if svg, err := os.ReadFile(plot); err != nil || !strings.Contains(string(svg), "<svg") {
 		t.Errorf("plot: %v", err)
+	}
+}
+
+// The shared-subscription fan-in of scripts/bench-compare.sh (its exact
+// scenario arguments, shorter): the four members of the $share group
+// together receive each acknowledged message exactly once.
+func TestBenchSharedFanIn(t *testing.T) {
+	b := startTestBroker(t, broker.Config{})
+	out := filepath.Join(t.TempDir(), "r.json")
+	args := append(strings.Fields("bench shared --qos 1 --publishers 4 --subscribers 4 --window 20"),
+		"--url", b.url(), "--duration", "300ms", "--warmup", "0s", "--max-messages", "800", "--quiet", "--json", out)
+	if code, _, stderr := runCmd(t, args...); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	var res bench.Result
+	if data, err := os.ReadFile(out); err != nil || json.Unmarshal(data, &res) != nil {
+		t.Fatalf("result %s: %v", data, err)
+	}
+	m := res.Messages
+	if res.Scenario != bench.Shared || res.Config.Publishers != 4 || res.Config.Subscribers != 4 || len(res.Errors) > 0 || m == nil {
+		t.Fatalf("run: %+v", res)
+	}
+	// One group: expected once per acknowledged message, not once per member.
+	if m.Sent == 0 || m.Acked != m.Sent || m.Expected != m.Acked || m.Unique != m.Expected || m.Received != m.Unique ||
+		m.Lost != 0 || m.Duplicated != 0 || m.Misrouted != 0 || m.SubscriberMax > m.Unique {
+		t.Errorf("messages %+v", m)
 	}
 }
 

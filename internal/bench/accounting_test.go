@@ -191,3 +191,32 @@ func TestNoAllocsPerMessage(t *testing.T) {
 		t.Errorf("encode: %v allocs per message", n)
 	}
 }
+
+// QoS 1 across a shared group: each acknowledged message must reach one
+// member; a second copy at another member is a duplicate, an acknowledged
+// message no member got is lost, and an unacknowledged one that no member
+// got is neither.
+func TestSharedGroupQoS1Accounting(t *testing.T) {
+	r := &runner{}
+	g := &group{seen: []*seqSet{newSeqSet(10)}}
+	a := newSubscriber(r, 0, nil, g, []string{"s/0"})
+	b := newSubscriber(r, 1, nil, g, []string{"s/0"})
+	acked := newSeqSet(10)
+	for _, seq := range []uint64{0, 1, 2, 4} {
+		acked.add(seq)
+	}
+	a.deliver(publish("s/0", 0, 0), 1)
+	b.deliver(publish("s/0", 0, 1), 1)
+	a.deliver(publish("s/0", 0, 1), 1) // the broker gave 1 to both members
+	b.deliver(publish("s/0", 0, 4), 1)
+	b.deliver(publish("s/0", 0, 5), 1) // arrived before its PUBACK: fine
+	if d := a.dups.Load() + b.dups.Load(); d != 1 {
+		t.Errorf("dups %d, want 1", d)
+	}
+	// Sent 0..6; acked 0,1,2,4; received 0,1,4,5: 2 is lost, 3 and 6 are
+	// unacknowledged and missing.
+	tl := tallyStream(7, acked, g.seen[0])
+	if tl.Expected != 4 || tl.Unique != 4 || tl.Lost != 1 || tl.Unacked != 2 {
+		t.Fatalf("tally %+v, want expected 4 unique 4 lost 1 unacked 2", tl)
+	}
+}

@@ -1,334 +1,113 @@
 package bench
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
 	"io"
-	"math"
-	"os"
-	"path/filepath"
-	"slices"
-	"strings"
 )
 
 // This file turns a directory of results written by scripts/bench-compare.sh
-// into the Markdown tables of docs/benchmarks.md. Layout of the directory:
+// into the Markdown tables of docs/benchmarks.md (the engine is report.go).
+// Besides the files every results directory holds:
 //
-//	scenarios.tsv   name TAB label TAB metrics (comma-separated) TAB bench arguments
-//	tables.tsv      name TAB title TAB description
-//	brokers.tsv     name TAB label (the first is "ours", the second the reference)
-//	meta.tsv        key TAB value (machine, versions, date ...)
-//	commands.txt    the exact commands, verbatim
-//	<table>/<scenario>/<broker>-<rep>.json   one Result per run
+//	tables.tsv    name TAB title TAB description
+//	scaling.tsv   base TAB base label TAB scaled TAB scaled label TAB title TAB description
+//	              (SCALING=1 only; read by ScalingReport)
+//
+// Results are <table>/<scenario>/<broker>-<rep>.json.
 
-// CompareMetric is one figure read from a Result.
-type CompareMetric struct {
-	Name        string
-	Label       string
-	LowerBetter bool
-	Value       func(*Result) (float64, bool)
-	Format      func(float64) string
-}
+const compareLegend = "Throughput is delivered messages per second (for fan-out each subscriber's copy counts), the median of the per-second samples of a run; " +
+	"the cells show the median over the repetitions and their range. " +
+	"Lost, summed over the repetitions: messages acknowledged (QoS 1) or sent (QoS 0) and not delivered by the end of the 2 s grace period — " +
+	"for QoS 0 at an unlimited rate that counts messages a broker dropped under overload and messages still queued in it. " +
+	"CPU columns are medians in percent of one core (200 = two cores). " +
+	"† marks a generator that used 90% or more of the cores it could use, so that it, rather than the broker, may have set the pace."
 
-// CompareMetrics are the metrics a scenario line may name.
-var CompareMetrics = map[string]CompareMetric{
-	"throughput": {"throughput", "delivered msg/s", false, func(r *Result) (float64, bool) {
-		if r.Throughput == nil {
-			return 0, false
-		}
-		return r.Throughput.DeliveredMedian, true
-	}, func(v float64) string { return human(v) + "/s" }},
-	"sent": {"sent", "published msg/s", false, func(r *Result) (float64, bool) {
-		if r.Throughput == nil {
-			return 0, false
-		}
-		return r.Throughput.SentMedian, true
-	}, func(v float64) string { return human(v) + "/s" }},
-	"p50":  {"p50", "latency p50", true, latencyMetric(func(l *LatencyStats) float64 { return l.P50 }), fmtUs},
-	"p99":  {"p99", "latency p99", true, latencyMetric(func(l *LatencyStats) float64 { return l.P99 }), fmtUs},
-	"p999": {"p999", "latency p99.9", true, latencyMetric(func(l *LatencyStats) float64 { return l.P999 }), fmtUs},
-	"bytes_per_conn": {"bytes_per_conn", "broker RSS per connection", true, func(r *Result) (float64, bool) {
-		if r.Idle == nil || r.Idle.RSSAfter == 0 {
-			return 0, false
-		}
-		return r.Idle.BytesPerConnection, true
-	}, bytesHuman},
-	"connect_rate": {"connect_rate", "connections/s", false, func(r *Result) (float64, bool) {
-		if r.Idle == nil {
-			return 0, false
-		}
-		return r.Idle.ConnectRate, true
-	}, func(v float64) string { return human(v) + "/s" }},
-}
-
-func latencyMetric(f func(*LatencyStats) float64) func(*Result) (float64, bool) {
-	return func(r *Result) (float64, bool) {
-		if r.Latency == nil || r.Latency.Count == 0 {
-			return 0, false
-		}
-		return f(r.Latency), true
-	}
-}
-
-type compareScenario struct {
-	name, label string
-	metrics     []string
-	args        string
-}
-
-type compareRow struct{ name, label, desc string }
-
-// readTSV reads tab-separated lines with at least n fields; # starts a comment.
-func readTSV(path string, n int) ([][]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	var out [][]string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		fields := strings.Split(line, "\t")
-		if len(fields) < n {
-			return nil, fmt.Errorf("%s: want %d tab-separated fields in %q", path, n, line)
-		}
-		out = append(out, fields)
-	}
-	return out, sc.Err()
-}
-
-// CompareReport renders the comparison in dir as Markdown.
+// CompareReport renders the comparison in dir as Markdown: one table per
+// line of tables.tsv, ours beside the reference broker.
 func CompareReport(dir string, w io.Writer) error {
-	sl, err := readTSV(filepath.Join(dir, "scenarios.tsv"), 4)
+	d, tl, err := openResults(dir, "tables.tsv", 3)
 	if err != nil {
 		return err
 	}
-	var scenarios []compareScenario
-	for _, f := range sl {
-		s := compareScenario{name: f[0], label: f[1], args: f[3]}
-		for _, m := range strings.Split(f[2], ",") {
-			if _, ok := CompareMetrics[m]; !ok {
-				return fmt.Errorf("scenario %s: unknown metric %q", f[0], m)
-			}
-			s.metrics = append(s.metrics, m)
-		}
-		scenarios = append(scenarios, s)
-	}
-	tl, err := readTSV(filepath.Join(dir, "tables.tsv"), 3)
-	if err != nil {
-		return err
-	}
-	bl, err := readTSV(filepath.Join(dir, "brokers.tsv"), 2)
-	if err != nil {
-		return err
-	}
-	if len(bl) != 2 {
-		return fmt.Errorf("brokers.tsv: want two brokers")
-	}
-	meta, _ := readTSV(filepath.Join(dir, "meta.tsv"), 2)
-	commands, _ := os.ReadFile(filepath.Join(dir, "commands.txt"))
-
-	var b strings.Builder
-	if len(meta) > 0 {
-		b.WriteString("| | |\n|---|---|\n")
-		for _, m := range meta {
-			fmt.Fprintf(&b, "| %s | %s |\n", m[0], m[1])
-		}
-		b.WriteString("\n")
-	}
-	ours, ref := bl[0], bl[1]
+	var b markdown
+	b.meta(d.meta)
+	ours, ref := d.ours.label, d.ref.label
 	for _, t := range tl {
-		table := compareRow{t[0], t[1], t[2]}
-		fmt.Fprintf(&b, "### %s\n\n%s\n\n", table.label, table.desc)
-		fmt.Fprintf(&b, "| Scenario | Metric | %s median (min–max) | %s median (min–max) | %s / %s | Lost %s / %s | Broker CPU %% %s / %s | Generator CPU %% %s / %s |\n",
-			ours[1], ref[1], ours[1], ref[1], ours[1], ref[1], ours[1], ref[1], ours[1], ref[1])
-		b.WriteString("|---|---|---|---|---|---|---|---|\n")
+		b.table(t[1], t[2], "Scenario", "Metric", ours+" median (min–max)", ref+" median (min–max)", ours+" / "+ref,
+			"Lost "+ours+" / "+ref, "Broker CPU % "+ours+" / "+ref, "Generator CPU % "+ours+" / "+ref)
 		var notes []string
-		for _, s := range scenarios {
-			runsO, errsO := loadRuns(filepath.Join(dir, table.name, s.name), ours[0])
-			runsR, errsR := loadRuns(filepath.Join(dir, table.name, s.name), ref[0])
-			for _, e := range append(errsO, errsR...) {
+		for _, s := range d.scenarios {
+			o, eo := d.load(t[0], s.name, d.ours)
+			r, er := d.load(t[0], s.name, d.ref)
+			for _, e := range append(eo, er...) {
 				notes = append(notes, fmt.Sprintf("%s: %s", s.label, e))
 			}
 			for i, mn := range s.metrics {
 				m := CompareMetrics[mn]
 				label := ""
-				extra := "| | | "
 				if i == 0 {
 					label = s.label
-					extra = fmt.Sprintf("| %s / %s | %s / %s | %s / %s ",
-						lostCell(runsO), lostCell(runsR), cpuCell(runsO, brokerCPU, false), cpuCell(runsR, brokerCPU, false),
-						cpuCell(runsO, genCPU, true), cpuCell(runsR, genCPU, true))
 				}
-				vo, vr := values(runsO, m), values(runsR, m)
-				arrow := "higher is better"
-				if m.LowerBetter {
-					arrow = "lower is better"
-				}
-				fmt.Fprintf(&b, "| %s | %s (%s) | %s | %s | %s %s|\n", label, m.Label, arrow, spread(vo, m), spread(vr, m), ratio(vo, vr), extra)
+				cells := []string{label, m.cell(), o.spread(m), r.spread(m), ratio(o, r, m)}
+				b.row(append(cells, firstOnly(i == 0, pairCells(o, r))...)...)
 			}
 		}
-		b.WriteString("\n")
-		for _, n := range notes {
-			fmt.Fprintf(&b, "- %s\n", n)
-		}
-		if len(notes) > 0 {
-			b.WriteString("\n")
-		}
+		b.endTable(notes)
 	}
-	b.WriteString("Throughput is delivered messages per second (for fan-out each subscriber's copy counts), the median of the per-second samples of a run; " +
-		"the cells show the median over the repetitions and their range. " +
-		"Lost, summed over the repetitions: messages acknowledged (QoS 1) or sent (QoS 0) and not delivered by the end of the 2 s grace period — " +
-		"for QoS 0 at an unlimited rate that counts messages a broker dropped under overload and messages still queued in it. " +
-		"CPU columns are medians in percent of one core (200 = two cores). " +
-		"† marks a generator that used 90% or more of the cores it could use, so that it, rather than the broker, may have set the pace.\n\n")
-	if len(commands) > 0 {
-		b.WriteString("Commands:\n\n```sh\n")
-		b.Write(commands)
-		if !strings.HasSuffix(string(commands), "\n") {
-			b.WriteString("\n")
-		}
-		b.WriteString("```\n")
-	}
-	_, err = io.WriteString(w, b.String())
-	return err
+	b.commands(compareLegend, d.commands)
+	return b.writeTo(w)
 }
 
-// loadRuns reads dir/<broker>-*.json.
-func loadRuns(dir, broker string) ([]*Result, []string) {
-	files, _ := filepath.Glob(filepath.Join(dir, broker+"-*.json"))
-	slices.Sort(files)
-	var runs []*Result
-	var errs []string
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			errs = append(errs, err.Error())
-			continue
-		}
-		var r Result
-		if err := json.Unmarshal(data, &r); err != nil {
-			errs = append(errs, fmt.Sprintf("%s: %v", filepath.Base(f), err))
-			continue
-		}
-		for _, e := range r.Errors {
-			errs = append(errs, fmt.Sprintf("%s %s: %s", broker, strings.TrimSuffix(filepath.Base(f), ".json"), e))
-		}
-		runs = append(runs, &r)
-	}
-	if len(files) == 0 {
-		errs = append(errs, broker+": no result")
-	}
-	return runs, errs
-}
-
-func values(runs []*Result, m CompareMetric) []float64 {
-	var v []float64
-	for _, r := range runs {
-		if x, ok := m.Value(r); ok && !math.IsNaN(x) {
-			v = append(v, x)
-		}
-	}
-	return v
-}
-
-func spread(v []float64, m CompareMetric) string {
-	if len(v) == 0 {
-		return "n/a"
-	}
-	if len(v) == 1 {
-		return m.Format(v[0])
-	}
-	return fmt.Sprintf("%s (%s–%s)", m.Format(median(v)), m.Format(slices.Min(v)), m.Format(slices.Max(v)))
-}
-
-func ratio(a, b []float64) string {
-	if len(a) == 0 || len(b) == 0 || median(b) == 0 {
-		return "n/a"
-	}
-	return fmt.Sprintf("%.2f", median(a)/median(b))
-}
-
-func lostCell(runs []*Result) string {
-	if len(runs) == 0 {
-		return "n/a"
-	}
-	var lost int64
-	any := false
-	for _, r := range runs {
-		if r.Messages != nil {
-			lost += r.Messages.Lost
-			any = true
-		}
-	}
-	if !any {
-		return "–"
-	}
-	return fmt.Sprint(lost)
-}
-
-func brokerCPU(r *Result) (float64, bool) {
-	if r.Broker == nil {
-		return 0, false
-	}
-	return r.Broker.CPUPercent, true
-}
-
-func genCPU(r *Result) (float64, bool) { return r.Generator.CPUPercent, true }
-
-// cpuCell is the median CPU of the runs (100 = one core); with mark, a †
-// flags a generator that used 90% or more of the cores it could use in any
-// run.
-func cpuCell(runs []*Result, f func(*Result) (float64, bool), mark bool) string {
-	var v []float64
-	bound := false
-	for _, r := range runs {
-		if x, ok := f(r); ok {
-			v = append(v, x)
-		}
-		bound = bound || r.GeneratorBound()
-	}
-	if len(v) == 0 {
-		return "n/a"
-	}
-	s := fmt.Sprintf("%.0f", median(v))
-	if mark && bound {
-		s += "†"
-	}
-	return s
-}
-
-// SpliceDoc replaces the text between the begin and end marker lines of
-// the file at path with body (adding the markers at the end when absent),
-// keeping everything around them.
-func SpliceDoc(path, begin, end, body string) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
+// ScalingReport renders, for each line of scaling.tsv, the throughput of
+// every scenario that has one in two tables of the same run — base (the
+// broker pinned to one core) and scaled (broker and load generator sharing
+// the same cores) — for both brokers, with the ratio scaled / base.
+func ScalingReport(dir string, w io.Writer) error {
+	d, sl, err := openResults(dir, "scaling.tsv", 6)
+	if err != nil {
 		return err
 	}
-	s := string(old)
-	block := begin + "\n" + body
-	if !strings.HasSuffix(block, "\n") {
-		block += "\n"
-	}
-	block += end
-	i := strings.Index(s, begin)
-	j := strings.Index(s, end)
-	switch {
-	case i >= 0 && j > i:
-		s = s[:i] + block + s[j+len(end):]
-	case i < 0 && j < 0:
-		if s != "" && !strings.HasSuffix(s, "\n") {
-			s += "\n"
+	m := CompareMetrics["throughput"]
+	var b markdown
+	b.meta(d.meta)
+	ours, ref := d.ours.label, d.ref.label
+	for _, t := range sl {
+		base, baseLabel, scaled, scaledLabel := t[0], t[1], t[2], t[3]
+		per := scaledLabel + " / " + baseLabel
+		b.table(t[4], t[5], "Scenario",
+			ours+" "+baseLabel, ours+" "+scaledLabel, ours+" "+per,
+			ref+" "+baseLabel, ref+" "+scaledLabel, ref+" "+per,
+			"Lost "+ours+" / "+ref+" ("+scaledLabel+")", "Broker CPU % "+ours+" / "+ref+" ("+scaledLabel+")",
+			"Generator CPU % "+ours+" / "+ref+" ("+scaledLabel+")")
+		var notes []string
+		for _, s := range d.scenarios {
+			if !s.has(m.Name) {
+				continue
+			}
+			var sides [4]side
+			for i, g := range []struct {
+				table, label string
+				b            brokerRef
+			}{{base, baseLabel, d.ours}, {scaled, scaledLabel, d.ours}, {base, baseLabel, d.ref}, {scaled, scaledLabel, d.ref}} {
+				var errs []string
+				sides[i], errs = d.load(g.table, s.name, g.b)
+				for _, e := range errs {
+					notes = append(notes, fmt.Sprintf("%s, %s: %s", s.label, g.label, e))
+				}
+			}
+			oBase, oScaled, rBase, rScaled := sides[0], sides[1], sides[2], sides[3]
+			cells := []string{s.label, oBase.spread(m), oScaled.spread(m), ratio(oScaled, oBase, m),
+				rBase.spread(m), rScaled.spread(m), ratio(rScaled, rBase, m)}
+			b.row(append(cells, pairCells(oScaled, rScaled)...)...)
 		}
-		s += "\n" + block + "\n"
-	default:
-		return fmt.Errorf("%s: markers %q and %q are not in order", path, begin, end)
+		b.endTable(notes)
 	}
-	return os.WriteFile(path, []byte(s), 0o644)
+	b.commands("Throughput is delivered messages per second, the median of the per-second samples of a run; "+
+		"the cells show the median over the repetitions and their range. "+
+		"Each ratio divides a broker's median with the cores shared by the median of the same broker pinned to one core, from the same run: "+
+		"above 1, the broker turned the second core into throughput although the load generator ran on the same cores; "+
+		"a broker that handles its clients on one thread stays near 1 or below. "+
+		"Lost and CPU columns are those of the runs with the cores shared; CPU in percent of one core (200 = two cores). "+
+		"† marks a generator that used 90% or more of the cores it could use.", d.commands)
+	return b.writeTo(w)
 }

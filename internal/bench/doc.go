@@ -6,8 +6,11 @@
 // Run(ctx, Config) executes one scenario (fan-in, fan-out, p2p, shared,
 // idle, latency) and returns a Result whose JSON form is what the command
 // writes with --json. Result.WriteTable and Result.WritePlot render it.
-// CompareReport and SpliceDoc turn a directory of results written by
-// scripts/bench-compare.sh into the tables of docs/benchmarks.md.
+// CompareReport, ScalingReport and TransportsReport turn a directory of
+// results written by scripts/bench-compare.sh or scripts/bench-transports.sh
+// into the tables of docs/benchmarks.md, through one engine (report.go:
+// reading the JSON results, medians and min–max ranges, ratios, Markdown
+// rows); SpliceDoc puts them between their markers.
 //
 // # Clients
 //

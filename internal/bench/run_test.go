@@ -102,6 +102,8 @@ func TestScenarios(t *testing.T) {
 		{"fan-out qos1", brief(url, FanOut, 1), 3},
 		{"p2p qos1", brief(url, PointToPoint, 1), 1},
 		{"shared qos1", brief(url, Shared, 1), 1},
+		{"shared qos2", brief(url, Shared, 2), 1},
+		{"shared qos0 paced", func() Config { c := brief(url, Shared, 0); c.Rate = 2000; return c }(), 1},
 		{"latency qos1", func() Config { c := brief(url, Latency, 1); c.Rate = 1000; return c }(), 1},
 	}
 	for _, tc := range cases {
