@@ -25,7 +25,10 @@ var ErrServerClosed = errors.New("broker: server closed")
 // Shutdown. The host program can publish and subscribe in-process with
 // Publish and Subscribe.
 type Broker struct {
-	cfg         Config
+	cfg         Config // as given to New, defaults applied; see live
+	live        atomic.Pointer[Config]
+	reconfMu    sync.Mutex                // serialises Reconfigure
+	rates       atomic.Pointer[rateEpoch] // nil until Reconfigure changes RateLimits
 	log         *slog.Logger
 	topicLimits topic.Limits
 	now         func() time.Time
@@ -37,10 +40,9 @@ type Broker struct {
 	persist  *persister // nil without a store
 
 	changeOnly *changeOnly // nil when ChangeOnly is off
-	filtering  bool        // change-only delivery or echo suppression is on
-	stamping   bool        // Stamp is on
 	hooks      hookRunner
 	ipLimit    *ipLimiter // Limits.MaxConnectionsPerIP
+	parker     parker     // idle plain TCP connections (park_linux.go)
 
 	sessMu   sync.Mutex
 	sessions map[string]*session
@@ -75,11 +77,11 @@ func New(cfg Config) *Broker {
 		quit:        make(chan struct{}),
 	}
 	b.started = b.now()
+	live := cfg
+	b.live.Store(&live)
 	b.hooks.b = b
 	b.recvAuth, _ = cfg.Authorizer.(ReceiveAuthorizer)
 	b.changeOnly = b.newChangeOnly()
-	b.filtering = b.changeOnly != nil || cfg.EchoSuppression.Property != ""
-	b.stamping = cfg.Stamp.enabled()
 	for i, h := range cfg.Hooks {
 		if err := b.AddHook(h); err != nil {
 			panic(fmt.Sprintf("broker: Config.Hooks[%d]: %v", i, err))
@@ -207,11 +209,7 @@ func (b *Broker) startConnTrusted(nc net.Conn, trusted bool) bool {
 	if c == nil {
 		return false
 	}
-	go func() {
-		defer b.connWG.Done()
-		defer b.unregister(c)
-		c.serve(context.Background())
-	}()
+	go c.run() // unregisters and calls connWG.Done when it ends
 	return true
 }
 
@@ -307,7 +305,7 @@ func (c *conn) shutdown() {
 	s.mu.Unlock()
 	// The read loop ends when the writer closes the socket; make sure it
 	// does even if the client stops reading.
-	time.AfterFunc(c.b.cfg.WriteTimeout, func() { c.nc.Close() })
+	time.AfterFunc(c.b.conf().WriteTimeout, func() { c.nc.Close() })
 }
 
 // sessionOrNil returns the attached session, synchronising with the
@@ -458,11 +456,9 @@ func (b *Broker) Stats() Stats {
 		Subscriptions:    int64(b.router.tree.Len()),
 		Retained:         int64(b.router.retained.Len()),
 		MessagesReceived: b.stats.msgsReceived.Load(),
-		MessagesSent:     b.stats.msgsSent.Load(),
 		BytesReceived:    b.stats.bytesReceived.Load(),
 		BytesSent:        b.stats.bytesSent.Load(),
 		PublishReceived:  b.stats.publishReceived.Load(),
-		PublishSent:      b.stats.publishSent.Load(),
 		Dropped:          make(map[string]int64, numDropReasons),
 
 		Redirects:            b.stats.redirects.Load(),
@@ -476,6 +472,7 @@ func (b *Broker) Stats() Stats {
 	for i := range b.stats.drops {
 		st.Dropped[dropNames[i]] = b.stats.drops[i].Load()
 	}
+	b.stats.fillSent(&st)
 	b.sessMu.Lock()
 	st.Sessions = int64(len(b.sessions))
 	b.sessMu.Unlock()

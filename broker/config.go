@@ -16,7 +16,8 @@ type Config struct {
 	// Capabilities are what the broker advertises in CONNACK.
 	Capabilities Capabilities
 
-	// Limits bound what clients may use.
+	// Limits bound what clients may use. SetLimits and Reconfigure change
+	// them on a running broker (see Settings).
 	Limits Limits
 
 	// Queue bounds each session's outbound queue.
@@ -70,6 +71,9 @@ type Config struct {
 	Durability Durability
 	// BatchInterval is the commit interval of DurabilityBatch. Default 10 ms.
 	BatchInterval time.Duration
+	// CommitObserver, when set, is told the duration of each store commit
+	// (metrics). Default none.
+	CommitObserver CommitObserver
 
 	// LoadBalancer, when it lists backends, makes the broker redirect v5
 	// clients to one of them instead of serving them.
@@ -94,7 +98,8 @@ type Config struct {
 	EchoSuppression EchoSuppressionConfig
 
 	// RateLimits bound what one client may publish and receive per second.
-	// Default: unlimited.
+	// Default: unlimited. SetRateLimits and Reconfigure change them on a
+	// running broker, for connected clients too (see Settings).
 	RateLimits RateLimits
 }
 
@@ -163,7 +168,7 @@ type Limits struct {
 	// Default 1,000,000.
 	MaxRetainedMessages int
 	// MaxRetainedBytes bounds the payload bytes of retained messages.
-	// Default 1 GiB.
+	// Default 1 GiB; negative: no bound.
 	MaxRetainedBytes int64
 	// MaxTopicLength bounds topic names and filters in bytes. Default 65535.
 	MaxTopicLength int

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"math"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -14,19 +16,21 @@ import (
 	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/packet"
 	"github.com/mqtt5go/mqtt5/topic"
-	"golang.org/x/time/rate"
 )
 
 // conn is one network connection. Its read goroutine (serve) owns the
 // inbound protocol state; outbound writes are done by a writer goroutine
 // started on demand when there is something to send and exiting when the
-// queue is drained, so an idle connection holds one goroutine and no write
-// buffer.
+// queue is drained, so an idle connection holds no write buffer. A plain
+// TCP connection whose read side stays idle for parkAfter also gives up its
+// read goroutine and read buffer: it is parked (park_linux.go) until its
+// socket is readable, its keep alive expires or it is closed.
 //
 // Fields under "outbound" are guarded by sess.mu once the session is
 // attached (before that, only serve touches them).
 type conn struct {
 	b    *Broker
+	cfg  *Config // the broker's settings when the connection was accepted
 	nc   net.Conn
 	r    packet.Reader
 	info ClientInfo
@@ -48,9 +52,20 @@ type conn struct {
 	pendingAcks atomic.Int64 // acknowledgements waiting for a store commit
 	sentOps     []store.Op   // entry updates of the batch being written (writer only)
 	aliases     map[uint16]string
-	pub         packet.Publish
-	scratch     routeScratch
+	in          *inbound        // allocated on the first PUBLISH
 	inLimit     *inboundLimiter // nil without inbound RateLimits
+
+	// read side while idle (owned by whoever reads; see sockReader and
+	// park_linux.go). Times are nanoseconds since the broker started.
+	mayPark  bool         // plain TCP served by run: may be parked when idle
+	inEpoll  bool         // the socket was once added to the parker's epoll set
+	woke     bool         // resumed from parking, no packet read since
+	pstate   atomic.Int32 // parkRunning or parkParked
+	parkID   uint64       // identifier of the current parking
+	lastRead int64        // when the last packet was handled; 0 before the read loop
+	kaAt     int64        // when the keep alive expires (keepAlive > 0)
+	rdl      int64        // read deadline set on the socket; 0 = none
+	kaTimer  *time.Timer  // wakes a parked connection when its keep alive expires
 
 	// clientReason is the reason code of the client's DISCONNECT;
 	// serverReason (sess.mu) the one the broker disconnected it with.
@@ -67,14 +82,20 @@ type conn struct {
 	closed     bool   // no more writes; the socket is or will be closed
 	closing    bool   // flush ctrl, then close (server-sent DISCONNECT)
 	resend     bool   // retransmit inflight messages first (session resumed)
+	ctrlN      int32  // packets in ctrl, counted when written
 	ctrlDrain  *sync.Cond
 	aliasesOut map[string]uint16
 	aliasMax   uint16        // client's Topic Alias Maximum ∩ our OutboundTopicAliases
-	outLimit   *rate.Limiter // RateLimits.OutboundMessages, nil when unlimited
+	outLimit   *outboundRate // RateLimits.OutboundMessages, nil when unlimited
 	outWait    bool          // the writer waits for outTimer (outbound rate)
 	outTimer   *time.Timer
+}
 
-	done chan struct{} // closed when serve returns
+// inbound is the PUBLISH decoding and routing state of a connection that
+// publishes; idle and subscribe-only connections do without it.
+type inbound struct {
+	pub     packet.Publish
+	scratch routeScratch
 }
 
 // maxCtrlBacklog bounds encoded control packets waiting to be written; the
@@ -87,11 +108,14 @@ const writeBatch = 64 << 10
 var writeBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 func (b *Broker) newConn(nc net.Conn) *conn {
-	c := &conn{b: b, nc: nc, done: make(chan struct{})}
-	c.r.Reset(nc)
-	c.r.MaxPacketSize = int(b.cfg.Capabilities.MaximumPacketSize)
+	c := &conn{b: b, cfg: b.conf(), nc: nc}
+	if tc, ok := nc.(*net.TCPConn); ok && parkSupported {
+		c.nc = &tcpConn{TCPConn: tc, c: c}
+	}
+	c.r.Reset((*sockReader)(c))
+	c.r.MaxPacketSize = int(c.cfg.Capabilities.MaximumPacketSize)
 	c.info.RemoteAddr = nc.RemoteAddr()
-	c.inLimit, c.outLimit = b.cfg.RateLimits.limiters()
+	c.inLimit, c.outLimit = b.limiters()
 	if tc, ok := nc.(interface{ ConnectionState() tls.ConnectionState }); ok {
 		st := tc.ConnectionState()
 		c.info.TLS = &st
@@ -102,30 +126,71 @@ func (b *Broker) newConn(nc net.Conn) *conn {
 // errClosedByServer ends the read loop after the broker sent DISCONNECT.
 var errClosedByServer = errors.New("closed by server")
 
-// serve runs the connection until it ends.
-func (c *conn) serve(ctx context.Context) {
-	defer close(c.done)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	err := c.handshake(ctx)
-	if err != nil {
-		c.b.log.Debug("connect failed", "remote", c.info.RemoteAddr, "err", err)
-		c.closeSocketAfterFlush()
-		return
+// run serves the connection on a goroutine of its own and releases it when
+// it ends; a plain TCP connection may be parked and resumed in between, on
+// other goroutines.
+func (c *conn) run() {
+	_, tcp := c.nc.(*tcpConn)
+	c.mayPark = tcp
+	if c.serve(context.Background()) {
+		return // parked: resume releases it
 	}
-	err = c.readLoop(ctx)
-	c.end(err)
+	c.release()
 }
 
-// readLoop reads and handles packets until an error or a DISCONNECT.
+// release unregisters the connection once it has ended.
+func (c *conn) release() {
+	c.b.unregister(c)
+	c.b.connWG.Done()
+}
+
+// serve runs the connection until it ends, or until it is parked (then it
+// returns true and the connection belongs to whoever resumes it).
+func (c *conn) serve(ctx context.Context) (parked bool) {
+	ctx, cancel := context.WithCancel(ctx)
+	err := c.handshake(ctx)
+	if err != nil {
+		cancel()
+		c.b.log.Debug("connect failed", "remote", c.info.RemoteAddr, "err", err)
+		c.closeSocketAfterFlush()
+		return false
+	}
+	c.touchRead()
+	err = c.readLoop(ctx)
+	cancel()
+	if err == errParked {
+		return true
+	}
+	c.end(err)
+	return false
+}
+
+// resume reads on from a parked connection, on a new goroutine.
+func (c *conn) resume() {
+	c.woke = true
+	ctx, cancel := context.WithCancel(context.Background())
+	err := c.readLoop(ctx)
+	cancel()
+	if err == errParked {
+		return
+	}
+	c.end(err)
+	c.release()
+}
+
+// readLoop reads and handles packets until an error, a DISCONNECT or
+// parking (errParked: the caller must then leave c alone).
 func (c *conn) readLoop(ctx context.Context) error {
 	for {
-		if c.keepAlive > 0 {
-			// [MQTT-3.1.2-22] one and a half times the keep alive.
-			c.nc.SetReadDeadline(time.Now().Add(c.keepAlive * 3 / 2))
-		}
 		h, body, err := c.r.ReadRaw(c.version)
 		if err != nil {
+			if err == errPark {
+				if c.park() {
+					return errParked
+				}
+				c.mayPark = false // the broker is stopping or the socket closed
+				continue
+			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				c.disconnect(packet.KeepAliveTimeout, "keep alive timeout")
@@ -153,6 +218,7 @@ func (c *conn) readLoop(ctx context.Context) error {
 			}
 			return err
 		}
+		c.touchRead()
 	}
 }
 
@@ -284,6 +350,7 @@ func (c *conn) appendAckLocked(t packet.Type, id uint16, rc packet.ReasonCode) {
 		c.b.log.Error("encode acknowledgement", "type", t, "err", err)
 		return
 	}
+	c.ctrlN++
 	c.kickLocked()
 }
 
@@ -305,6 +372,9 @@ func (c *conn) appendCtrlLocked(p packet.Packet) error {
 				c.ctrl = c.ctrl[:n]
 			}
 		}
+	}
+	if len(c.ctrl) > n {
+		c.ctrlN++
 	}
 	c.kickLocked()
 	return nil
@@ -388,6 +458,7 @@ func (c *conn) writeLoop() {
 			writeBufPool.Put(bp)
 		}
 	}()
+	var sent sentTally
 	for {
 		s.mu.Lock()
 		if c.closed {
@@ -396,6 +467,7 @@ func (c *conn) writeLoop() {
 			return
 		}
 		buf = append(buf[:0], c.ctrl...)
+		sent.ctrl, c.ctrlN = int64(c.ctrlN), 0
 		if cap(c.ctrl) > 64<<10 {
 			c.ctrl = nil
 		} else {
@@ -406,7 +478,7 @@ func (c *conn) writeLoop() {
 		if !c.closing {
 			if c.resend {
 				c.resend = false
-				buf = c.appendResendLocked(buf, now)
+				buf = c.appendResendLocked(buf, now, &sent)
 			}
 			for s.queue.len() > 0 && len(buf) < writeBatch {
 				d := s.queue.peek()
@@ -416,10 +488,10 @@ func (c *conn) writeLoop() {
 				if d.gate != nil && d.gate.Load() {
 					break // kicked again once the publication is durable
 				}
-				if c.outLimit != nil && !c.outTokenLocked(now) {
+				if !c.outTokenLocked(now) {
 					break // kicked again when the rate allows
 				}
-				buf = c.appendDeliveryLocked(buf, s.queue.pop(), now, 0)
+				buf = c.appendDeliveryLocked(buf, s.queue.pop(), now, 0, &sent)
 			}
 		}
 		if len(buf) == 0 {
@@ -435,7 +507,8 @@ func (c *conn) writeLoop() {
 		if len(c.sentOps) > 0 {
 			c.commitSent()
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
+		c.b.stats.addSent(&sent)
+		c.nc.SetWriteDeadline(time.Now().Add(c.b.conf().WriteTimeout))
 		n, err := c.nc.Write(buf)
 		c.b.stats.bytesSent.Add(int64(n))
 		if err != nil {
@@ -478,7 +551,7 @@ func (c *conn) commitSent() {
 // appendResendLocked re-sends unacknowledged messages after a session
 // resumed: PUBLISH with DUP, or PUBREL for QoS 2 flows past PUBREC
 // [MQTT-4.4.0-1], in their original order [MQTT-4.6.0-1].
-func (c *conn) appendResendLocked(buf []byte, now time.Time) []byte {
+func (c *conn) appendResendLocked(buf []byte, now time.Time, sent *sentTally) []byte {
 	s := c.sess
 	for _, id := range s.inflightInOrderLocked() {
 		f := s.inflight[id]
@@ -487,11 +560,13 @@ func (c *conn) appendResendLocked(buf []byte, now time.Time) []byte {
 			buf, err = (&packet.Pubrel{PacketID: id}).AppendTo(buf, c.version)
 			if err != nil {
 				c.b.log.Error("encode PUBREL", "err", err)
+			} else {
+				sent.ctrl++
 			}
 			continue
 		}
 		delete(s.inflight, id)
-		buf = c.appendDeliveryLocked(buf, f.d, now, id)
+		buf = c.appendDeliveryLocked(buf, f.d, now, id, sent)
 	}
 	return buf
 }
@@ -499,7 +574,7 @@ func (c *conn) appendResendLocked(buf []byte, now time.Time) []byte {
 // appendDeliveryLocked encodes one delivery for this client. For QoS > 0 it
 // takes a packet identifier, or, when id is non-zero, retransmits with that
 // identifier and DUP set; either way it records the message in flight.
-func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id uint16) []byte {
+func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id uint16, sent *sentTally) []byte {
 	s := c.sess
 	m := d.msg
 	resend := id != 0
@@ -561,8 +636,7 @@ func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id ui
 		c.b.log.Error("encode PUBLISH", "topic", m.Topic, "err", err)
 		return buf
 	}
-	c.b.stats.msgsSent.Add(1)
-	c.b.stats.publishSent.Add(1)
+	sent.addPublish(d.qos, len(out)-len(buf))
 	return out
 }
 
@@ -631,12 +705,15 @@ func (c *conn) closeSocketAfterFlush() {
 // ---- inbound packets ----
 
 func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []byte) error {
-	p := &c.pub
+	if c.in == nil {
+		c.in = new(inbound)
+	}
+	p, sc := &c.in.pub, &c.in.scratch
 	if err := p.Decode(h.Flags, body, c.version); err != nil {
 		return err
 	}
 	c.b.stats.publishReceived.Add(1)
-	caps := &c.b.cfg.Capabilities
+	caps := &c.cfg.Capabilities // as told in CONNACK
 	if p.QoS > caps.MaximumQoS {
 		// [MQTT-3.2.2-11] receiver side: QoS not supported.
 		return &packet.Error{Code: packet.QoSNotSupported, Type: packet.PUBLISH, Reason: "QoS above Maximum QoS"}
@@ -701,7 +778,7 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	}
 	rc := packet.Success
 	switch {
-	case c.inLimit != nil && !c.inLimit.allow(c.b.now(), h.Size()):
+	case !c.inboundAllowed(h.Size()):
 		if err := c.overRate(); err != nil {
 			return err
 		}
@@ -714,19 +791,19 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	case c.b.cfg.Authorizer != nil && !c.trusted && !c.b.cfg.Authorizer.CanPublish(ctx, &c.info, topicName):
 		rc = packet.NotAuthorized
 	}
-	c.scratch.ops = c.scratch.ops[:0]
-	c.scratch.waiting = c.scratch.waiting[:0]
-	c.scratch.gate = nil
+	sc.ops = sc.ops[:0]
+	sc.waiting = sc.waiting[:0]
+	sc.gate = nil
 	if rc == packet.Success {
 		m := c.b.newMessage(p, topicName, c.info.ClientID)
 		if hs := c.b.hooks.set.Load(); hs != nil && len(hs.publish) > 0 {
 			m, rc = c.b.hooks.onPublish(ctx, c, hs.publish, m) // nil: not to be routed
 		}
 		if m != nil {
-			if c.b.stamping {
+			if c.b.conf().Stamp.enabled() {
 				c.b.stamp(m, &c.info)
 			}
-			if n := c.b.publish(m, s, &c.scratch); n == 0 && c.version == packet.V5 {
+			if n := c.b.publish(m, s, sc); n == 0 && c.version == packet.V5 {
 				rc = packet.NoMatchingSubscribers
 			}
 		}
@@ -746,22 +823,22 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 			if s.persistentLocked() && c.b.persisting() {
 				// Durable with the deliveries, before PUBREC: a
 				// retransmission after a restart is not routed again.
-				c.scratch.ops = append(c.scratch.ops, s.sessionOpLocked())
+				sc.ops = append(sc.ops, s.sessionOpLocked())
 			}
 			s.mu.Unlock()
 		}
 	}
 	if p.QoS == 0 {
-		c.b.submitPublication(&c.scratch, nil)
+		c.b.submitPublication(sc, nil)
 		return nil
 	}
 	// Acknowledge once the store has committed the publication: never
 	// before the message is durable for its persistent subscribers.
-	if len(c.scratch.ops) == 0 {
+	if len(sc.ops) == 0 {
 		return c.ackAfter(nil, ackType, p.PacketID, rc, nil)
 	}
-	gate, waiting := c.scratch.gate, slices.Clone(c.scratch.waiting)
-	return c.ackAfter(slices.Clone(c.scratch.ops), ackType, p.PacketID, rc, func(error) {
+	gate, waiting := sc.gate, slices.Clone(sc.waiting)
+	return c.ackAfter(slices.Clone(sc.ops), ackType, p.PacketID, rc, func(error) {
 		if gate != nil {
 			committed(gate, waiting)
 		}
@@ -917,7 +994,7 @@ func (c *conn) handleDisconnect(d *packet.Disconnect) error {
 			return &packet.Error{Code: packet.ProtocolError, Type: packet.DISCONNECT, Reason: "session expiry raised from 0"}
 		}
 		s.mu.Lock()
-		s.expiry = min(d.Props.SessionExpiry, c.b.cfg.Capabilities.MaxSessionExpiry)
+		s.expiry = min(d.Props.SessionExpiry, c.cfg.Capabilities.MaxSessionExpiry)
 		s.mu.Unlock()
 	}
 	c.clientReason = d.ReasonCode
@@ -934,7 +1011,7 @@ func (c *conn) handleDisconnect(d *packet.Disconnect) error {
 // ---- subscribe ----
 
 func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error {
-	caps := &c.b.cfg.Capabilities
+	caps := &c.cfg.Capabilities // as told in CONNACK
 	subID := uint32(0)
 	if len(sp.Props.SubscriptionIDs) > 0 {
 		if caps.DisableSubscriptionIdentifiers {
@@ -1001,7 +1078,7 @@ func (c *conn) handleSubscribe(ctx context.Context, sp *packet.Subscribe) error 
 	}
 	for _, a := range ok {
 		_, existed := s.subs[a.filter]
-		if !existed && !within(len(s.subs), c.b.cfg.Limits.MaxSubscriptionsPerClient) {
+		if !existed && !within(len(s.subs), c.b.conf().Limits.MaxSubscriptionsPerClient) {
 			codes[a.i] = packet.QuotaExceeded
 			continue
 		}
@@ -1094,4 +1171,162 @@ func (c *conn) end(err error) {
 		s.mu.Unlock()
 	}
 	c.b.hooks.disconnected(c, err)
+}
+
+// ---- idle read side ----
+
+// parkAfter is how long a plain TCP connection's read side stays idle, with
+// nothing buffered, before it is parked: its read goroutine and read buffer
+// are given up until the socket is readable again. A wake-up costs a
+// goroutine start and an epoll_ctl call, which only connections that pause
+// this long pay.
+var parkAfter = 250 * time.Millisecond
+
+const (
+	parkRunning int32 = iota // a goroutine owns the read side
+	parkParked               // the parker holds the connection
+)
+
+var (
+	// errPark, from sockReader: the connection is idle, park it.
+	errPark = errors.New("idle")
+	// errParked, from readLoop: the connection was parked.
+	errParked = errors.New("parked")
+)
+
+// sockReader is the socket as the connection's packet.Reader reads it.
+// Read deadlines are hints: when one passes, the clock decides whether the
+// keep alive expired (the timeout is returned), whether the connection is
+// idle (errPark), or whether to set the next deadline and read on. So a
+// deadline may be set early, never late, and a busy connection need not
+// move it on every packet.
+type sockReader conn
+
+func (r *sockReader) Read(p []byte) (int, error) {
+	c := (*conn)(r)
+	for {
+		n, err := c.nc.Read(p)
+		if n > 0 || err == nil || c.lastRead == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err // the handshake sets its own deadline
+		}
+		now := c.clock()
+		if c.keepAlive > 0 && now >= c.kaAt {
+			return 0, err // [MQTT-3.1.2-22] one and a half times the keep alive
+		}
+		if c.idleAt() <= now && c.r.Buffered() == 0 && (c.keepAlive == 0 || c.kaAt-now >= int64(parkAfter)) {
+			return 0, errPark
+		}
+		next := c.nextCheck()
+		if next != 0 && next <= now {
+			// Idle, but not to be parked (in the middle of a packet, or
+			// the keep alive expires soon): wait for data or the keep
+			// alive only.
+			next = 0
+			if c.keepAlive > 0 {
+				next = c.kaAt
+			}
+		}
+		c.setReadDeadline(next)
+	}
+}
+
+// clock is the time in nanoseconds since the broker started (monotonic),
+// plus one so that it is never 0 (lastRead 0 means "before the read loop").
+func (c *conn) clock() int64 { return int64(time.Since(c.b.started)) + 1 }
+
+// idleAt is when the read side counts as idle, or math.MaxInt64 when it
+// cannot be parked.
+func (c *conn) idleAt() int64 {
+	if !c.mayPark || c.woke {
+		return math.MaxInt64
+	}
+	return c.lastRead + int64(parkAfter)
+}
+
+// nextCheck is when the read side must next look at the clock (0: never).
+func (c *conn) nextCheck() int64 {
+	next := c.idleAt()
+	if c.keepAlive > 0 {
+		next = min(next, c.kaAt)
+	}
+	if next == math.MaxInt64 {
+		return 0
+	}
+	return next
+}
+
+// readDeadlineSets counts setReadDeadline calls (tests check that an idle
+// connection does not spin on its deadline).
+var readDeadlineSets atomic.Uint64
+
+func (c *conn) setReadDeadline(at int64) {
+	readDeadlineSets.Add(1)
+	c.rdl = at
+	if at == 0 {
+		c.nc.SetReadDeadline(time.Time{})
+		return
+	}
+	c.nc.SetReadDeadline(c.b.started.Add(time.Duration(at - 1))) // see clock
+}
+
+// touchRead records that a packet was handled: the keep alive starts again
+// [MQTT-3.1.2-22] and so does the idle period. The socket's deadline is
+// moved only when it is more than half an idle period early.
+func (c *conn) touchRead() {
+	now := c.clock()
+	c.lastRead = now
+	c.woke = false
+	if c.keepAlive > 0 {
+		c.kaAt = now + int64(c.keepAlive*3/2)
+	}
+	next := c.nextCheck()
+	if next == c.rdl || (c.rdl != 0 && next != 0 && c.rdl <= next && next-c.rdl < int64(parkAfter/2)) {
+		return
+	}
+	c.setReadDeadline(next)
+}
+
+// park hands the idle connection to the parker, dropping its read buffer.
+// On true the caller must not touch c again.
+func (c *conn) park() bool {
+	tc, ok := c.nc.(*tcpConn)
+	if !ok {
+		return false
+	}
+	var ka time.Duration
+	if c.keepAlive > 0 {
+		ka = time.Duration(c.kaAt - c.clock())
+	}
+	c.r.Reset((*sockReader)(c))
+	if s := c.sess; s != nil {
+		s.mu.Lock()
+		if !c.writing && len(c.ctrl) == 0 {
+			c.ctrl = nil // the control-packet buffer goes too
+		}
+		s.mu.Unlock()
+	}
+	return c.b.parker.add(c, tc.TCPConn, ka)
+}
+
+// keepAliveWake runs when a parked connection's keep alive expires: the
+// read loop finds the deadline passed and disconnects it.
+func (c *conn) keepAliveWake() {
+	if c.b.parker.claim(c) {
+		c.resume()
+	}
+}
+
+// tcpConn is a plain TCP connection whose Close also wakes its connection
+// when parked, so that the read side ends.
+type tcpConn struct {
+	*net.TCPConn
+	c *conn
+}
+
+func (t *tcpConn) Close() error {
+	err := t.TCPConn.Close()
+	if c := t.c; c.pstate.Load() == parkParked && c.b.parker.claim(c) {
+		go c.resume()
+	}
+	return err
 }

@@ -23,9 +23,12 @@
 // Each session has a bounded outbound queue (MaxMessages and MaxBytes) and
 // an inflight window bounded by the client's Receive Maximum and
 // Limits.MaxInflight. A writer goroutine is started when a queue has work
-// and exits when it is drained, so an idle connection holds one goroutine
-// and no write buffer; the writer gathers up to 64 KiB and writes it with
-// one call. A slow subscriber never blocks a publisher: its queue's overflow
+// and exits when it is drained, so an idle connection holds no write
+// buffer; the writer gathers up to 64 KiB and writes it with one call. On
+// Linux a plain TCP connection whose read side has been idle for 250 ms is
+// parked: its read goroutine and read buffer are given up, its socket waits
+// in an epoll set of the broker's, and a goroutine is started again when it
+// is readable, its keep alive expires or it is closed. A slow subscriber never blocks a publisher: its queue's overflow
 // policy (QueueConfig.Policy) drops or disconnects, and every drop is
 // counted (Stats().Dropped). Publishers are never acknowledged before their
 // message has been queued for every matching subscriber; a client that
@@ -41,7 +44,8 @@
 //
 // # Time
 //
-// Keep alive is enforced with read deadlines (1.5 times the keep alive);
+// Keep alive is enforced with read deadlines (1.5 times the keep alive;
+// for a parked connection, a runtime timer);
 // session expiry and will delay use one runtime timer per pending event
 // (time.AfterFunc, kept in the runtime's timer heap) — nothing sweeps over
 // all clients. Message expiry is checked when a message is about to be

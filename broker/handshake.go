@@ -29,8 +29,10 @@ func (c *conn) writeDirect(p packet.Packet, v packet.Version) error {
 	if err != nil {
 		return err
 	}
-	c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
-	_, err = c.nc.Write(buf)
+	c.nc.SetWriteDeadline(time.Now().Add(c.b.conf().WriteTimeout))
+	c.b.stats.ctrlSent.Add(1)
+	n, err := c.nc.Write(buf)
+	c.b.stats.bytesSent.Add(int64(n))
 	return err
 }
 
@@ -86,7 +88,7 @@ func v3ConnackCode(rc packet.ReasonCode) packet.ReasonCode {
 // handshake reads CONNECT, authenticates, attaches the session and queues
 // CONNACK.
 func (c *conn) handshake(ctx context.Context) error {
-	cfg := &c.b.cfg
+	cfg := c.cfg // settings when the connection was accepted
 	deadline := time.Now().Add(cfg.ConnectTimeout)
 	c.nc.SetReadDeadline(deadline)
 	h, body, err := c.r.ReadRaw(packet.V5)
@@ -324,7 +326,7 @@ var errIdentityMismatch = errors.New("session belongs to another identity")
 // (an Authenticator other than AllowAll).
 func (b *Broker) identityChecked() bool {
 	_, open := b.cfg.Authenticator.(AllowAll)
-	return !open && !b.cfg.AllowSessionIdentityChange
+	return !open && !b.conf().AllowSessionIdentityChange
 }
 
 // attach binds the connection to its session, taking the client identifier
@@ -362,7 +364,7 @@ func (c *conn) attach(clientID string, assign, cleanStart bool, expiry uint32, a
 			ack.Props.AssignedClientID = clientID // [MQTT-3.2.2-16]
 		}
 	}
-	if c.will != nil && b.cfg.Stamp.enabled() {
+	if c.will != nil && b.conf().Stamp.enabled() {
 		// The will is routed as the client's message: it carries the
 		// identity too (nothing else sees c.will yet).
 		b.stamp(c.will, &c.info)

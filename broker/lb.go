@@ -111,7 +111,7 @@ func fmix64(h uint64) uint64 {
 // whether the connection is done with (redirected or refused, err says
 // how); false means the client is served locally.
 func (c *conn) loadBalance(clientID string) (bool, error) {
-	lb := &c.b.cfg.LoadBalancer
+	lb := &c.cfg.LoadBalancer
 	if c.version != packet.V5 {
 		if lb.V311 == V311ServeLocally {
 			return false, nil

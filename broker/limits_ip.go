@@ -17,8 +17,13 @@ import (
 //
 // The map holds an entry per address with a live connection only, so it
 // is bounded by Limits.MaxConnections.
+//
+// The limit may change at run time (Reconfigure): lowering it refuses new
+// connections from an address above it and closes none. Connections
+// accepted while it was disabled (negative) were not counted and are not
+// counted later.
 type ipLimiter struct {
-	limit int // negative: no limit
+	limit atomic.Int64 // negative: no limit
 
 	mu    sync.Mutex
 	count map[netip.Addr]int
@@ -29,8 +34,13 @@ type ipLimiter struct {
 }
 
 func newIPLimiter(limit int) *ipLimiter {
-	return &ipLimiter{limit: limit, count: make(map[netip.Addr]int), closing: make(chan struct{}, maxRefusedClosing)}
+	l := &ipLimiter{count: make(map[netip.Addr]int), closing: make(chan struct{}, maxRefusedClosing)}
+	l.setLimit(limit)
+	return l
 }
+
+// setLimit changes the limit for the connections that come next.
+func (l *ipLimiter) setLimit(limit int) { l.limit.Store(int64(limit)) }
 
 // ipKey returns the address a connection from a is counted under: its IP
 // address (IPv4-mapped IPv6 addresses as IPv4), or its /64 network for
@@ -72,24 +82,23 @@ func ipKey(a net.Addr) (key netip.Addr, ok bool) {
 // acquire counts one more connection under key; it returns false, counting
 // nothing, when key already has limit connections.
 func (l *ipLimiter) acquire(key netip.Addr) bool {
-	if l.limit < 0 {
+	limit := l.limit.Load()
+	if limit < 0 {
 		return true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.count[key]
-	if n >= l.limit {
+	if int64(n) >= limit {
 		return false
 	}
 	l.count[key] = n + 1
 	return true
 }
 
-// release uncounts a connection acquired under key.
+// release uncounts a connection acquired under key (whatever the limit
+// is now).
 func (l *ipLimiter) release(key netip.Addr) {
-	if l.limit < 0 {
-		return
-	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	switch n := l.count[key]; {
@@ -121,7 +130,7 @@ func (l *ipLimiter) shouldWarn(now time.Time) bool {
 // address has Limits.MaxConnectionsPerIP connections already. counted
 // reports whether the connection must be released with releaseIP.
 func (b *Broker) admitIP(nc net.Conn, trusted bool) (key netip.Addr, counted, ok bool) {
-	if trusted || b.ipLimit.limit < 0 {
+	if trusted || b.ipLimit.limit.Load() < 0 {
 		return netip.Addr{}, false, true
 	}
 	key, isIP := ipKey(nc.RemoteAddr())
@@ -132,7 +141,7 @@ func (b *Broker) admitIP(nc net.Conn, trusted bool) (key netip.Addr, counted, ok
 		total := b.stats.refusedPerIP.Add(1)
 		if b.ipLimit.shouldWarn(time.Now()) {
 			b.log.Warn("connection refused: too many connections from one address",
-				"remote", nc.RemoteAddr(), "limit", b.ipLimit.limit, "refused_total", total)
+				"remote", nc.RemoteAddr(), "limit", b.ipLimit.limit.Load(), "refused_total", total)
 		} else {
 			b.log.Debug("connection refused: too many connections from one address", "remote", nc.RemoteAddr())
 		}

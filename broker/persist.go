@@ -64,13 +64,40 @@ func newPersister(cfg Config) *persister {
 		return nil
 	}
 	p := &persister{st: cfg.Store, mode: cfg.Durability}
+	var committed store.Store = cfg.Store
+	if cfg.CommitObserver != nil {
+		committed = observedStore{Store: cfg.Store, obs: cfg.CommitObserver}
+	}
 	switch cfg.Durability {
 	case DurabilitySync:
-		p.com = store.NewCommitter(cfg.Store, store.CommitConfig{Mode: store.CommitSync})
+		p.com = store.NewCommitter(committed, store.CommitConfig{Mode: store.CommitSync})
 	case DurabilityBatch:
-		p.com = store.NewCommitter(cfg.Store, store.CommitConfig{Mode: store.CommitBatch, Interval: cfg.BatchInterval})
+		p.com = store.NewCommitter(committed, store.CommitConfig{Mode: store.CommitBatch, Interval: cfg.BatchInterval})
 	}
 	return p
+}
+
+// CommitObserver is told about every commit of the store's group
+// committer: one Store.Apply carrying the operations of many publications
+// and sessions (the batch write and its sync), how long it took, how many
+// operations it held and whether it failed. It runs on the committer's
+// goroutine, so it must return quickly. Set it in Config.CommitObserver;
+// when nil, commits are not timed.
+type CommitObserver interface {
+	ObserveCommit(d time.Duration, ops int, err error)
+}
+
+// observedStore times the Apply calls of the group committer.
+type observedStore struct {
+	store.Store
+	obs CommitObserver
+}
+
+func (s observedStore) Apply(ctx context.Context, ops []store.Op) error {
+	start := time.Now()
+	err := s.Store.Apply(ctx, ops)
+	s.obs.ObserveCommit(time.Since(start), len(ops), err)
+	return err
 }
 
 // persisting reports whether state changes are written as they happen.

@@ -24,6 +24,12 @@ import (
 // session's queue until the rate allows them, and are never dropped because
 // of it (the queue's own bounds, QueueConfig, still apply). Control packets
 // and retransmissions after a reconnection are not limited.
+//
+// SetRateLimits (or Reconfigure) changes them on a running broker: each
+// connection's buckets take the new rate and burst from the moment of the
+// call, keeping the tokens they held (capped at the new burst), when the
+// connection next publishes or is next sent a message; a bucket that
+// appears starts full.
 type RateLimits struct {
 	// InboundMessages is the PUBLISH packets a client may send per second.
 	InboundMessages float64
@@ -71,11 +77,29 @@ func (r RateLimits) withDefaults(maxPacket uint32) RateLimits {
 	return r
 }
 
-// limiters returns a new connection's limiters, nil for what is unlimited.
-func (r *RateLimits) limiters() (*inboundLimiter, *rate.Limiter) {
+// rateEpoch is a change of RateLimits by Reconfigure: connections bring
+// their buckets in line with it lazily, at their next message, as if they
+// had changed at the moment of the call.
+type rateEpoch struct {
+	gen    uint64 // 1, 2, ...; 0 is the configuration of New
+	at     time.Time
+	limits RateLimits
+}
+
+// limiters returns a new connection's limiters for the rate limits in
+// force, nil for what is unlimited.
+func (b *Broker) limiters() (*inboundLimiter, *outboundRate) {
+	if e := b.rates.Load(); e != nil {
+		return e.limits.limiters(e.gen)
+	}
+	return b.cfg.RateLimits.limiters(0)
+}
+
+// limiters returns limiters for r, marked with generation gen.
+func (r *RateLimits) limiters(gen uint64) (*inboundLimiter, *outboundRate) {
 	var in *inboundLimiter
 	if r.InboundMessages > 0 || r.InboundBytes > 0 {
-		in = &inboundLimiter{}
+		in = &inboundLimiter{gen: gen}
 		if r.InboundMessages > 0 {
 			in.msgs = rate.NewLimiter(rate.Limit(r.InboundMessages), r.InboundMessagesBurst)
 		}
@@ -83,11 +107,26 @@ func (r *RateLimits) limiters() (*inboundLimiter, *rate.Limiter) {
 			in.bytes = rate.NewLimiter(rate.Limit(r.InboundBytes), r.InboundBytesBurst)
 		}
 	}
-	var out *rate.Limiter
+	var out *outboundRate
 	if r.OutboundMessages > 0 {
-		out = rate.NewLimiter(rate.Limit(r.OutboundMessages), r.OutboundMessagesBurst)
+		out = &outboundRate{Limiter: rate.NewLimiter(rate.Limit(r.OutboundMessages), r.OutboundMessagesBurst), gen: gen}
 	}
 	return in, out
+}
+
+// retune gives l rate r and burst burst from time at on, keeping the tokens
+// it held then (capped at the burst). A nil l is created full; a zero rate
+// returns nil.
+func retune(l *rate.Limiter, at time.Time, r float64, burst int) *rate.Limiter {
+	switch {
+	case r <= 0:
+		return nil
+	case l == nil:
+		return rate.NewLimiter(rate.Limit(r), burst)
+	}
+	l.SetLimitAt(at, rate.Limit(r))
+	l.SetBurstAt(at, burst)
+	return l
 }
 
 // inboundLimiter is a connection's inbound buckets; only its read
@@ -95,6 +134,7 @@ func (r *RateLimits) limiters() (*inboundLimiter, *rate.Limiter) {
 type inboundLimiter struct {
 	msgs, bytes *rate.Limiter // nil: unlimited
 	strikes     int           // publications over the limit in a row
+	gen         uint64        // rateEpoch.gen the buckets were set for
 }
 
 // allow takes a message and size bytes from the buckets if both have them.
@@ -112,12 +152,61 @@ func (l *inboundLimiter) allow(now time.Time, size int) bool {
 	return true
 }
 
+// outboundRate is a connection's outbound bucket, guarded by sess.mu.
+type outboundRate struct {
+	*rate.Limiter
+	gen uint64 // rateEpoch.gen the bucket was set for
+}
+
+// inboundAllowed takes a message of size bytes from the connection's
+// inbound buckets, first bringing them in line with a Reconfigure. It
+// reports false when the message is over the limit. Read goroutine only.
+func (c *conn) inboundAllowed(size int) bool {
+	if e := c.b.rates.Load(); e != nil && (c.inLimit == nil || c.inLimit.gen != e.gen) {
+		c.retuneInbound(e)
+	}
+	return c.inLimit == nil || c.inLimit.allow(c.b.now(), size)
+}
+
+// retuneInbound applies the rate limits of e to the connection's inbound
+// buckets.
+func (c *conn) retuneInbound(e *rateEpoch) {
+	r := &e.limits
+	if r.InboundMessages <= 0 && r.InboundBytes <= 0 {
+		c.inLimit = nil
+		return
+	}
+	l := c.inLimit
+	if l == nil {
+		l = &inboundLimiter{}
+		c.inLimit = l
+	}
+	l.msgs = retune(l.msgs, e.at, r.InboundMessages, r.InboundMessagesBurst)
+	l.bytes = retune(l.bytes, e.at, r.InboundBytes, r.InboundBytesBurst)
+	l.gen = e.gen
+}
+
+// retuneOutboundLocked applies the rate limits of e to the connection's
+// outbound bucket. The caller holds sess.mu.
+func (c *conn) retuneOutboundLocked(e *rateEpoch) {
+	r := &e.limits
+	if r.OutboundMessages <= 0 {
+		c.outLimit = nil
+		return
+	}
+	if c.outLimit == nil {
+		c.outLimit = &outboundRate{}
+	}
+	c.outLimit.Limiter = retune(c.outLimit.Limiter, e.at, r.OutboundMessages, r.OutboundMessagesBurst)
+	c.outLimit.gen = e.gen
+}
+
 // overRate counts a publication over the inbound limit and returns the
 // error that disconnects the client when it must go.
 func (c *conn) overRate() error {
 	c.b.stats.rateLimited.Add(1)
 	c.inLimit.strikes++
-	limit := c.b.cfg.RateLimits.DisconnectAfter
+	limit := c.b.conf().RateLimits.DisconnectAfter
 	if c.version == packet.V5 && (limit < 0 || c.inLimit.strikes < limit) {
 		return nil
 	}
@@ -125,11 +214,16 @@ func (c *conn) overRate() error {
 	return &packet.Error{Code: packet.QuotaExceeded, Type: packet.PUBLISH, Reason: "publish rate limit exceeded"}
 }
 
-// outTokenLocked takes a token for one outbound message. Without one, it
-// arms a timer that kicks the writer when the next token is due, and
-// returns false. The caller holds sess.mu.
+// outTokenLocked takes a token for one outbound message, first bringing
+// the bucket in line with a Reconfigure; it returns true at once when the
+// outbound rate is unlimited. Without a token, it arms a timer that kicks
+// the writer when the next token is due, and returns false. The caller
+// holds sess.mu.
 func (c *conn) outTokenLocked(now time.Time) bool {
-	if c.outLimit.AllowN(now, 1) {
+	if e := c.b.rates.Load(); e != nil && (c.outLimit == nil || c.outLimit.gen != e.gen) {
+		c.retuneOutboundLocked(e)
+	}
+	if c.outLimit == nil || c.outLimit.AllowN(now, 1) {
 		return true
 	}
 	if !c.outWait {

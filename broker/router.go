@@ -90,7 +90,7 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 		}
 	}
 	var f routeFilter
-	if b.filtering {
+	if b.changeOnly != nil || b.conf().EchoSuppression.Property != "" {
 		f = b.routeFilterFor(m, sc)
 	}
 	sc.m.Reset()
@@ -191,7 +191,7 @@ type routeFilter struct {
 
 func (b *Broker) routeFilterFor(m *Message, sc *routeScratch) routeFilter {
 	var f routeFilter
-	f.echo = b.cfg.EchoSuppression.Property != "" && b.echoOf(m)
+	f.echo = b.conf().EchoSuppression.Property != "" && b.echoOf(m)
 	if co := b.changeOnly; co != nil && co.matches(m.Topic, &sc.co) {
 		f.track, f.hash = true, payloadHash(m.Payload)
 	}
@@ -268,7 +268,7 @@ func (b *Broker) pickShared(g *topic.SharedGroup[*session, subOpts], m *Message,
 		return none, false
 	}
 	var start uint64
-	switch b.cfg.SharedStrategy {
+	switch b.conf().SharedStrategy {
 	case SharedRandom:
 		start = rand.Uint64()
 	case SharedHashClient:
@@ -351,11 +351,11 @@ func (b *Broker) storeRetained(m *Message) bool {
 	delta := m.size()
 	if had {
 		delta -= old.size()
-	} else if !within(r.retained.Len(), b.cfg.Limits.MaxRetainedMessages) {
+	} else if !within(r.retained.Len(), b.conf().Limits.MaxRetainedMessages) {
 		b.log.Debug("retained message limit reached; message not retained", "topic", m.Topic)
 		return false
 	}
-	if r.retainedBytes.Load()+delta > b.cfg.Limits.MaxRetainedBytes {
+	if lim := b.conf().Limits.MaxRetainedBytes; lim >= 0 && r.retainedBytes.Load()+delta > lim { // negative: no bound
 		b.log.Debug("retained bytes limit reached; message not retained", "topic", m.Topic)
 		return false
 	}

@@ -87,7 +87,7 @@ func (s *session) hasConnLocked() bool { return s.conn != nil && !s.conn.closed 
 // admitLocked applies the queue bounds to a new delivery. It returns false
 // when d must be dropped; it may drop an older delivery to make room.
 func (s *session) admitLocked(d *delivery, ops *[]store.Op, persist bool) bool {
-	cfg := &s.b.cfg.Queue
+	cfg := &s.b.conf().Queue
 	size := d.msg.size()
 	full := func() bool {
 		return (cfg.MaxMessages > 0 && s.queue.len() >= cfg.MaxMessages) || (cfg.MaxBytes > 0 && s.queue.bytes+size > cfg.MaxBytes)
@@ -143,7 +143,7 @@ func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits, queued bool
 	if s.ended {
 		return false, false
 	}
-	if d.qos == 0 && !s.hasConnLocked() && s.handler == nil && !s.b.cfg.Queue.QueueQoS0Offline {
+	if d.qos == 0 && !s.hasConnLocked() && s.handler == nil && !s.b.conf().Queue.QueueQoS0Offline {
 		s.b.stats.dropped(dropOffline)
 		return false, false
 	}

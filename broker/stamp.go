@@ -36,7 +36,7 @@ type EchoSuppressionConfig struct {
 // stamp replaces the identity user properties of m (a message not yet
 // routed) with those of info.
 func (b *Broker) stamp(m *Message, info *ClientInfo) {
-	cfg := &b.cfg.Stamp
+	cfg := &b.conf().Stamp
 	forged := func(k string) bool {
 		return (cfg.UsernameProperty != "" && k == cfg.UsernameProperty) ||
 			(cfg.ClientIDProperty != "" && k == cfg.ClientIDProperty)
@@ -59,7 +59,7 @@ func (b *Broker) stamp(m *Message, info *ClientInfo) {
 // echoOf reports whether m carries the echo-suppression property, so that
 // the per-session check (isEcho) runs only for such messages.
 func (b *Broker) echoOf(m *Message) bool {
-	name := b.cfg.EchoSuppression.Property
+	name := b.conf().EchoSuppression.Property
 	for _, u := range m.Props.User {
 		if u.Key == name {
 			return true
@@ -73,7 +73,7 @@ func (b *Broker) isEcho(m *Message, s *session) bool {
 	if s.id == "" {
 		return false // in-process subscriber
 	}
-	name := b.cfg.EchoSuppression.Property
+	name := b.conf().EchoSuppression.Property
 	for _, u := range m.Props.User {
 		if u.Key == name && u.Value == s.id {
 			return true

@@ -1,11 +1,13 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -139,9 +141,19 @@ type Client struct {
 	ctlCh      chan any
 	ackCh      chan ackReq
 	dispatchCh chan *Message
-	done       chan struct{} // closed when the Client has ended
-	err        error         // why it ended; written before done is closed
-	wg         sync.WaitGroup
+	// recordCh asks the engine to record a QoS 2 message in the store
+	// before a handler gets it; the answer comes on recordReply. Both nil
+	// when the store is the Client's own (no other Client can load it).
+	recordCh    chan *inEntry
+	recordReply chan bool
+	// dispatchDone is closed when the dispatcher (the goroutine running
+	// handlers) has ended; dispatchGID identifies it for Disconnect.
+	dispatchDone    chan struct{}
+	dispatchStarted bool // guarded by mu
+	dispatchGID     atomic.Uint64
+	done            chan struct{} // closed when the Client has ended
+	err             error         // why it ended; written before done is closed
+	wg              sync.WaitGroup
 
 	router    router
 	events    eventQueue
@@ -175,14 +187,18 @@ func New(opts Options) (*Client, error) {
 	}
 	u, _ := parseServer(o.Server)
 	c := &Client{
-		opts:       o,
-		log:        o.Logger,
-		server:     u,
-		pubCh:      make(chan *outMsg, 64),
-		ctlCh:      make(chan any),
-		ackCh:      make(chan ackReq, 16),
-		dispatchCh: make(chan *Message, o.DispatchQueue),
-		done:       make(chan struct{}),
+		opts:         o,
+		log:          o.Logger,
+		server:       u,
+		pubCh:        make(chan *outMsg, 64),
+		ctlCh:        make(chan any),
+		ackCh:        make(chan ackReq, 16),
+		dispatchCh:   make(chan *Message, o.DispatchQueue),
+		dispatchDone: make(chan struct{}),
+		done:         make(chan struct{}),
+	}
+	if opts.Store != nil {
+		c.recordCh, c.recordReply = make(chan *inEntry), make(chan bool, 1)
 	}
 	c.stopCtx, c.stopCancel = context.WithCancel(context.Background())
 	return c, nil
@@ -250,6 +266,7 @@ func (c *Client) Connect(ctx context.Context) (*ConnectInfo, error) {
 	c.events.start()
 	info := e.install(hs)
 	c.connInfo.Store(info)
+	c.dispatchStarted = true
 	go c.dispatch()
 	go e.run()
 	return info, nil
@@ -520,6 +537,15 @@ func (c *Client) control(ctx context.Context, op *ctlOp) (ctlResult, error) {
 // connection. Pending operations
 // complete with ErrClosed; QoS 1/2 messages in flight stay in the Store.
 //
+// Then Disconnect waits, bounded by ctx, for the handler running at that
+// moment to return: once it returns nil no handler of this Client runs any
+// more, so a new Client on the same Store never overlaps with it. Messages
+// still waiting in the dispatch queue are not handed to handlers: the
+// server sends them again on the resumed session (QoS 1 and 2; QoS 0 ones
+// are lost). If ctx ends first, Disconnect returns ctx.Err() and the
+// handler finishes on its own (the Client has ended all the same). Called
+// from a handler, Disconnect does not wait for that handler.
+//
 // Disconnect never waits for the network beyond ctx: when the connection is
 // gone or stuck it returns promptly. It is safe to call more than once and
 // from any goroutine, handlers included.
@@ -554,7 +580,36 @@ func (c *Client) Disconnect(ctx context.Context, reason packet.ReasonCode, sessi
 	}
 	select {
 	case <-c.done:
-		return c.stopReq.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := c.waitHandlers(ctx); err != nil {
+		return err
+	}
+	return c.stopReq.err
+}
+
+// waitHandlers waits until the dispatcher has ended (it ends after the
+// Client, once its current handler returns), unless it never started or the
+// caller is the dispatcher itself (Disconnect from a handler).
+func (c *Client) waitHandlers(ctx context.Context) error {
+	c.mu.Lock()
+	started := c.dispatchStarted
+	c.mu.Unlock()
+	if !started {
+		return nil
+	}
+	select {
+	case <-c.dispatchDone:
+		return nil
+	default:
+	}
+	if gid := c.dispatchGID.Load(); gid != 0 && gid == goroutineID() {
+		return nil
+	}
+	select {
+	case <-c.dispatchDone:
+		return nil
 	case <-ctx.Done():
 		return ctx.Err()
 	}
@@ -657,9 +712,19 @@ func (c *Client) sendAck(ent *inEntry, code packet.ReasonCode) error {
 	}
 }
 
-// dispatch runs handlers for received messages, in order.
+// dispatch runs handlers for received messages, in order. Once the Client
+// has ended it starts no handler: the messages still queued were not
+// acknowledged, so the server sends them again (QoS 1/2) to the Client that
+// resumes the session.
 func (c *Client) dispatch() {
+	defer close(c.dispatchDone)
+	c.dispatchGID.Store(goroutineID())
 	for {
+		select {
+		case <-c.done:
+			return
+		default:
+		}
 		select {
 		case m := <-c.dispatchCh:
 			c.handle(m)
@@ -669,7 +734,29 @@ func (c *Client) dispatch() {
 	}
 }
 
+// recordDelivery has the engine record a received QoS 2 message in the
+// store before a handler gets it (see engine.onDelivering). It reports
+// false when the Client ended first: the message is then not delivered
+// (nor acknowledged), and the server sends it again on the resumed session.
+func (c *Client) recordDelivery(ent *inEntry) bool {
+	select {
+	case c.recordCh <- ent:
+		// The engine answers in the same step it takes the request.
+		return <-c.recordReply
+	case <-c.done:
+		return false
+	}
+}
+
 func (c *Client) handle(m *Message) {
+	if a := m.ack; a != nil && a.ent != nil && a.ent.qos == 2 && c.recordCh != nil {
+		// [MQTT-4.3.3-10] recorded before any handler runs: a Client
+		// resuming the session from the same store answers the re-sent
+		// PUBLISH with PUBREC and does not deliver it again.
+		if !c.recordDelivery(a.ent) {
+			return
+		}
+	}
 	if c.opts.Codec != nil {
 		if err := c.opts.Codec.decodeMessage(m); err != nil {
 			c.log.Error("payload decoding", "topic", m.Topic, "error", err)
@@ -768,4 +855,24 @@ func (q *eventQueue) run() {
 			f()
 		}
 	}
+}
+
+// goroutineID returns the identifier of the calling goroutine, read from
+// the header of its stack trace ("goroutine 123 [running]:"). It is used
+// only to recognise the dispatcher in Disconnect, never on a hot path.
+func goroutineID() uint64 {
+	var buf [32]byte
+	b := buf[:runtime.Stack(buf[:], false)]
+	b, ok := bytes.CutPrefix(b, []byte("goroutine "))
+	if !ok {
+		return 0
+	}
+	var id uint64
+	for _, ch := range b {
+		if ch < '0' || ch > '9' {
+			break
+		}
+		id = id*10 + uint64(ch-'0')
+	}
+	return id
 }

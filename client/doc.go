@@ -111,9 +111,12 @@
 // Message.Reject. Acknowledgements leave in the order the messages arrived
 // [MQTT-4.6.0-2] [MQTT-4.6.0-3]. A QoS 2 message is delivered once: its
 // packet identifier is held until PUBREL, and a re-sent PUBLISH with it is
-// acknowledged again without being delivered [MQTT-4.3.3-10]. See
-// Message.Ack for what happens to an unacknowledged message when the
-// connection is lost.
+// acknowledged again without being delivered [MQTT-4.3.3-10]. With a
+// Store given in Options the identifier is recorded there before the first
+// handler runs, so a new Client resuming the session from that store does
+// not deliver the message again either. See Message.Ack for what happens to
+// an unacknowledged message when the connection is lost, and Disconnect for
+// handlers still running when the Client ends.
 //
 // # Sessions and reconnection
 //

@@ -22,6 +22,7 @@ type outMsg struct {
 	id       uint16         // packet identifier once sent (QoS 1/2)
 	seq      uint64         // order of first transmission
 	pubrel   bool           // QoS 2: PUBREC received, PUBREL sent
+	relAgain bool           // QoS 2: the PUBREL was re-sent on a resumed session
 	queuedAt time.Time      // when it entered the queue (message expiry)
 }
 
@@ -34,6 +35,11 @@ type inEntry struct {
 	decided    bool // the application (or the dispatcher) decided
 	code       packet.ReasonCode
 	pubrecSent bool
+	// stored: the identifier is recorded in the SessionStore, so that a
+	// Client resuming the session from the store recognises a re-sent
+	// PUBLISH with it as a duplicate. Recorded before the message is handed
+	// to a handler, or at the latest before PUBREC leaves.
+	stored bool
 }
 
 type ackReq struct {
@@ -201,7 +207,12 @@ func (e *engine) loadStore() error {
 		e.seq = max(e.seq, m.Seq+1)
 	}
 	for _, id := range in {
-		e.in[id] = &inEntry{id: id, qos: 2, decided: true, pubrecSent: true}
+		// Recorded before a handler got the message (see recordDelivery):
+		// whether its PUBREC left is unknown. The message was delivered,
+		// so a re-sent PUBLISH is answered with PUBREC (Success) and not
+		// delivered again [MQTT-4.3.3-10], and a PUBREL is answered with
+		// PUBCOMP (a server sends PUBREL only after our PUBREC).
+		e.in[id] = &inEntry{id: id, qos: 2, decided: true, pubrecSent: true, stored: true}
 	}
 	return nil
 }
@@ -326,6 +337,8 @@ func (e *engine) run() {
 			e.startDial()
 		case r := <-e.dialRes:
 			e.onDial(r)
+		case ent := <-c.recordCh:
+			c.recordReply <- e.onDelivering(ent) // buffered: one request at a time
 		case <-c.stopCtx.Done():
 			e.disconnect()
 		}
@@ -469,6 +482,7 @@ func (e *engine) resumeSession() {
 		switch {
 		case om.pubrel:
 			e.quota-- // still unacknowledged: holds its permit
+			om.relAgain = true
 			e.write(&packet.Pubrel{PacketID: om.id})
 		case e.quota > 0:
 			e.quota--
@@ -1530,11 +1544,32 @@ func (e *engine) onPubcomp(p *packet.Pubcomp) {
 		e.c.log.Debug("PUBCOMP for unknown packet id", "id", p.PacketID)
 		return
 	}
+	if p.ReasonCode == packet.PacketIdentifierNotFound && om.relAgain {
+		// Section 3.7.2.1: 0x92 in PUBCOMP "is not an error during
+		// recovery". This PUBREL was re-sent on the resumed session
+		// [MQTT-4.4.0-1]; it can only be answered 0x92 when the server
+		// had already released the identifier, that is, it received our
+		// first PUBREL and its PUBCOMP was lost with the connection. It
+		// sent PUBREC before, so it owned the message [MQTT-4.3.3-8]: the
+		// flow is complete (Token.ReasonCode still says 0x92).
+		// A 0x92 answering a PUBREL sent for the first time on this
+		// connection has no such explanation (the server acknowledged the
+		// PUBLISH with PUBREC and then lost the identifier while it had to
+		// keep it [MQTT-4.3.3-10]): it is a session state mismatch and
+		// stays an error. PUBREC never carries 0x92 (section 3.5.2.1; the
+		// reader refuses it as malformed): a re-sent PUBLISH is answered
+		// PUBREC Success by a server that still has the identifier
+		// [MQTT-4.3.3-10], or handled as a new message.
+		e.c.log.Debug("PUBCOMP 0x92 for a PUBREL re-sent on session resumption: completed", "id", p.PacketID)
+		e.complete(om, packet.PacketIdentifierNotFound, nil)
+		return
+	}
 	e.complete(om, p.ReasonCode, &p.Props)
 }
 
 // complete ends an outbound QoS 1/2 flow: the permit returns, the store
-// forgets it, the token completes.
+// forgets it, the token completes (with an error for an error code,
+// unless pr is nil: a code that is not an error here).
 // Until then the message stays unacknowledged [MQTT-4.3.2-3]
 // [MQTT-4.3.3-3] [MQTT-4.3.3-5] and the session keeps it, also while the
 // connection is down [MQTT-4.1.0-1] [MQTT-3.1.2-23].
@@ -1545,7 +1580,7 @@ func (e *engine) complete(om *outMsg, code packet.ReasonCode, pr *packet.Propert
 		e.storeError(err)
 	}
 	var err error
-	if code.IsError() {
+	if code.IsError() && pr != nil {
 		err = &ReasonError{Op: "publish", Code: code, ReasonString: pr.ReasonString, User: slices.Clone(pr.User)}
 	}
 	om.tok.complete(err, code)
@@ -1647,16 +1682,28 @@ func (e *engine) flushAcks() {
 			e.write(&packet.Puback{PacketID: ent.id, ReasonCode: ent.code})
 			continue
 		}
-		if !ent.code.IsError() && !ent.pubrecSent {
-			// Stored before the PUBREC leaves: once the server has it, a
-			// restarted client must still recognise a re-sent PUBLISH
-			// with this identifier as a duplicate.
-			ent.pubrecSent = true
+		switch {
+		case !ent.code.IsError() && !ent.stored:
+			// Usually recorded when a handler got the message
+			// (onDelivering); otherwise (no handler, a private store) at
+			// the latest before the PUBREC leaves: once the server has it,
+			// a restarted client must still recognise a re-sent PUBLISH
+			// with this identifier as a duplicate [MQTT-4.3.3-10].
+			ent.stored = true
 			if err := e.o.Store.PutInbound(ent.id); err != nil {
+				e.storeError(err)
+			}
+		case ent.code.IsError() && ent.stored:
+			// Forgotten before the error PUBREC leaves: the server may
+			// then use the identifier for a new message [MQTT-4.3.3-9],
+			// which a stale record would swallow.
+			ent.stored = false
+			if err := e.o.Store.DeleteInbound(ent.id); err != nil {
 				e.storeError(err)
 			}
 		}
 		// [MQTT-4.3.3-8] PUBREC with the identifier.
+		ent.pubrecSent = true
 		e.write(&packet.Pubrec{PacketID: ent.id, ReasonCode: ent.code})
 		if ent.code.IsError() {
 			// [MQTT-4.3.3-9] after an error PUBREC the identifier is free.
@@ -1669,14 +1716,35 @@ func (e *engine) flushAcks() {
 	}
 }
 
+// onDelivering records a received QoS 2 message in the store before the
+// dispatcher hands it to a handler, so that no Client resuming the session
+// from the store delivers it again when the server re-sends it
+// [MQTT-4.3.3-10]: the one record serves until PUBREL (flushAcks does not
+// write another for the PUBREC). It reports whether the message may be
+// delivered: always, as the engine runs (an entry that is no longer in the
+// session, because the server lost it, is delivered unrecorded: the server
+// will not re-send it).
+func (e *engine) onDelivering(ent *inEntry) bool {
+	if e.in[ent.id] != ent || ent.stored {
+		return true
+	}
+	ent.stored = true
+	if err := e.o.Store.PutInbound(ent.id); err != nil {
+		e.storeError(err)
+	}
+	return true
+}
+
 func (e *engine) onPubrel(p *packet.Pubrel) {
 	ent := e.in[p.PacketID]
 	switch {
 	case ent != nil && ent.qos == 2 && ent.pubrecSent:
 		// [MQTT-4.3.3-11] PUBCOMP; [MQTT-4.3.3-12] the identifier is free.
 		delete(e.in, p.PacketID)
-		if err := e.o.Store.DeleteInbound(p.PacketID); err != nil {
-			e.storeError(err)
+		if ent.stored {
+			if err := e.o.Store.DeleteInbound(p.PacketID); err != nil {
+				e.storeError(err)
+			}
 		}
 		e.write(&packet.Pubcomp{PacketID: p.PacketID})
 	case ent == nil:

@@ -38,7 +38,8 @@ import (
 //
 // Each record is written and fsync'd before the call returns. The Client
 // calls the store before it hands the packet to the network (PUBLISH,
-// PUBREL) and before it answers PUBREL with PUBCOMP, so a crash after a
+// PUBREL), before a handler gets a received QoS 2 message (that record
+// also covers its PUBREC) and before it answers PUBREL with PUBCOMP, so a crash after a
 // packet was sent never loses the state that packet implies. The price is
 // one fsync per QoS 1/2 state change.
 //

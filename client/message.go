@@ -67,6 +67,12 @@ type ackRef struct {
 // message is remembered while the session lasts, is not delivered again
 // when the server re-sends it, and the decision taken by Ack or Reject is
 // sent on the new connection. If the session is lost, both are forgotten.
+//
+// If the Client ends before the decision (Disconnect, or reconnection gave
+// up), a QoS 2 message stays recorded in the Store: a Client resuming the
+// session from that store answers the re-sent PUBLISH with PUBREC (Success)
+// and does not deliver it again [MQTT-4.3.3-10]. The decision is lost, not
+// the exactly-once delivery. A QoS 1 message is delivered again.
 func (m *Message) Ack() error { return m.decide(packet.Success) }
 
 // Reject acknowledges a received QoS 1 or 2 message with an error reason

@@ -9,15 +9,16 @@ import (
 
 // SessionStore holds the client side of the session state (section 4.1):
 // outbound QoS 1 and 2 messages not yet completed, with their stage, and
-// inbound QoS 2 packet identifiers acknowledged with PUBREC but not yet
-// released by PUBREL. The Client keeps its working copy in memory and
+// inbound QoS 2 packet identifiers delivered (or acknowledged with PUBREC)
+// but not yet released by PUBREL. The Client keeps its working copy in memory and
 // writes every change through to the store; it loads the store when it
 // connects for the first time, so a second Client given the same store (and
 // ClientID) resumes the session, including messages in flight.
 //
 // The Client calls the store from its protocol goroutine, one call at a
 // time, and always before it sends the packet the change stands for
-// (PUBLISH, PUBREL, PUBREC, PUBCOMP): a persistent store that makes each
+// (PUBLISH, PUBREL, PUBREC, PUBCOMP) or, for an inbound QoS 2 identifier,
+// before a handler gets the message: a persistent store that makes each
 // change durable before returning (FileStore does) loses nothing in a
 // crash. Implementations need no locking for a single Client; every call
 // delays the protocol goroutine, so it should not take long.
@@ -37,7 +38,9 @@ type SessionStore interface {
 	// DeleteOutbound forgets outbound message id (completed or failed).
 	DeleteOutbound(id uint16) error
 	// PutInbound records that a QoS 2 message with this id was received
-	// and acknowledged with PUBREC; DeleteInbound forgets it (PUBREL).
+	// and handed to a handler, at the latest before PUBREC (one call per
+	// message); DeleteInbound forgets it (PUBREL, or before an error
+	// PUBREC).
 	PutInbound(id uint16) error
 	DeleteInbound(id uint16) error
 	// Load returns the stored state, outbound messages in seq order.

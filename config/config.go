@@ -86,6 +86,21 @@ type Telemetry struct {
 	// (Prometheus), /healthz and /readyz; empty: off.
 	MetricsListen string  `json:"metrics_listen" toml:"metrics_listen" flag:"metrics-listen"`
 	Tracing       Tracing `json:"tracing" toml:"tracing"`
+	// PprofListen is the host:port (loopback only) of the HTTP server of
+	// the Go runtime profiles under /debug/pprof/; empty: off.
+	PprofListen string `json:"pprof_listen" toml:"pprof_listen" flag:"pprof-listen"`
+	// Metrics configures the export of the metrics over OTLP.
+	Metrics Metrics `json:"metrics" toml:"metrics"`
+}
+
+// Metrics configures the export of the broker's metrics (the series of
+// /metrics) over OpenTelemetry OTLP; OTEL_* variables apply too.
+type Metrics struct {
+	// Exporter is "otlp" to export, "none" or empty for no export.
+	Exporter string   `json:"exporter" toml:"exporter" flag:"metrics-exporter"`
+	Protocol string   `json:"protocol" toml:"protocol"`
+	Endpoint string   `json:"endpoint" toml:"endpoint"`
+	Interval Duration `json:"interval" toml:"interval"`
 }
 
 // Tracing configures OpenTelemetry tracing (OTEL_* variables apply too).

@@ -179,11 +179,23 @@ func (c *Config) Validate() error {
 			bad("telemetry.metrics_listen", "%q is not host:port", c.Telemetry.MetricsListen)
 		}
 	}
+	if c.Telemetry.PprofListen != "" && !isLoopback(c.Telemetry.PprofListen) {
+		bad("telemetry.pprof_listen", "%q is not a loopback host:port: profiles expose the broker's memory, so they are served on loopback only (reach them through an SSH tunnel or a port forward)", c.Telemetry.PprofListen)
+	}
 	if !oneOf(c.Telemetry.Tracing.Protocol, "", "http/protobuf", "grpc") {
 		bad("telemetry.tracing.protocol", "%q is not http/protobuf or grpc", c.Telemetry.Tracing.Protocol)
 	}
 	if c.Telemetry.Tracing.SampleRatio > 1 {
 		bad("telemetry.tracing.sample_ratio", "%v is above 1", c.Telemetry.Tracing.SampleRatio)
+	}
+	if m := c.Telemetry.Metrics; !oneOf(m.Exporter, "", "none", "otlp") {
+		bad("telemetry.metrics.exporter", "%q is not otlp or none", m.Exporter)
+	}
+	if !oneOf(c.Telemetry.Metrics.Protocol, "", "http/protobuf", "grpc") {
+		bad("telemetry.metrics.protocol", "%q is not http/protobuf or grpc", c.Telemetry.Metrics.Protocol)
+	}
+	if c.Telemetry.Metrics.Interval < 0 {
+		bad("telemetry.metrics.interval", "negative")
 	}
 	names := map[string]bool{}
 	for i, br := range c.Bridges {

@@ -96,7 +96,10 @@ func (r *Reader) fill(need int) error {
 // (type, reserved flags) for version v.
 func (r *Reader) ReadRaw(v Version) (FixedHeader, []byte, error) {
 	var h FixedHeader
-	// Fixed header: one byte plus a varint of up to four bytes.
+	hl := 0 // length of the fixed header
+	// Fixed header: one byte plus a varint of up to four bytes. It stays
+	// unread until the whole packet is buffered, so Buffered is 0 only
+	// between packets.
 	for {
 		avail := r.buf[r.start:r.end]
 		if len(avail) >= 2 {
@@ -113,7 +116,7 @@ func (r *Reader) ReadRaw(v Version) (FixedHeader, []byte, error) {
 				if h.Size() > max {
 					return h, nil, &Error{Code: PacketTooLarge, Type: h.Type, Reason: "packet exceeds maximum packet size"}
 				}
-				r.start += 1 + n
+				hl = 1 + n
 				break
 			}
 			if err != errVarintShort {
@@ -124,14 +127,15 @@ func (r *Reader) ReadRaw(v Version) (FixedHeader, []byte, error) {
 			return h, nil, err
 		}
 	}
-	for r.end-r.start < h.Remaining {
-		if err := r.fill(h.Remaining); err != nil {
+	for r.end-r.start < hl+h.Remaining {
+		if err := r.fill(hl + h.Remaining); err != nil {
 			if errors.Is(err, io.EOF) {
 				err = io.ErrUnexpectedEOF
 			}
 			return h, nil, err
 		}
 	}
+	r.start += hl
 	body := r.buf[r.start : r.start+h.Remaining : r.start+h.Remaining]
 	r.start += h.Remaining
 	if r.start == r.end {

@@ -13,12 +13,16 @@
 // OTEL_* environment variables; tracing is off by default, and a broker
 // without a BrokerTracer runs no tracing code.
 //
-// Metrics come from Broker.Stats, read on each scrape (NewStatsCollector),
-// and from hook counters for what Stats does not count (Metrics):
-// NewRegistry gathers them with the Go runtime and process collectors in a
-// registry of its own, NewHTTPHandler serves it on /metrics beside
-// /healthz and /readyz, and RegisterOTel reports the same values through
-// an OpenTelemetry MeterProvider.
+// Metrics come from Broker.Stats and Broker.QueueStats, read on each
+// scrape (NewStatsCollector), from hook counters and wrappers for what
+// Stats does not count (Metrics: also authorization refusals and, as the
+// broker's CommitObserver, store commit durations), and from the bridges'
+// statuses (NewBridgeCollector): NewRegistry gathers them with the Go
+// runtime and process collectors in a registry of its own, NewHTTPHandler
+// serves it on /metrics beside /healthz and /readyz, and SetupMetrics
+// exports the same registry over OTLP through the OpenTelemetry
+// Prometheus bridge. RegisterOTel reports the Stats and hook values
+// through a MeterProvider of the caller's.
 //
 // The package imports broker and client; neither imports it.
 package telemetry

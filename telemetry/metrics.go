@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -34,12 +35,11 @@ var statMetrics = []statMetric{
 	{"mqtt5_sessions", "Sessions", "Sessions, connected or not.", "{session}", false, func(s *broker.Stats) int64 { return s.Sessions }},
 	{"mqtt5_subscriptions", "Subscriptions", "Subscriptions in the router.", "{subscription}", false, func(s *broker.Stats) int64 { return s.Subscriptions }},
 	{"mqtt5_retained_messages", "Retained", "Retained messages.", "{message}", false, func(s *broker.Stats) int64 { return s.Retained }},
-	{"mqtt5_packets_received_total", "MessagesReceived", "MQTT packets received.", "{packet}", true, func(s *broker.Stats) int64 { return s.MessagesReceived }},
-	{"mqtt5_packets_sent_total", "MessagesSent", "MQTT packets sent.", "{packet}", true, func(s *broker.Stats) int64 { return s.MessagesSent }},
+	{"mqtt5_packets_received_total", "MessagesReceived", "MQTT packets received, of every type.", "{packet}", true, func(s *broker.Stats) int64 { return s.MessagesReceived }},
+	{"mqtt5_packets_sent_total", "MessagesSent", "MQTT packets sent, of every type.", "{packet}", true, func(s *broker.Stats) int64 { return s.MessagesSent }},
 	{"mqtt5_bytes_received_total", "BytesReceived", "Bytes received from clients.", "By", true, func(s *broker.Stats) int64 { return s.BytesReceived }},
 	{"mqtt5_bytes_sent_total", "BytesSent", "Bytes sent to clients.", "By", true, func(s *broker.Stats) int64 { return s.BytesSent }},
 	{"mqtt5_publish_received_total", "PublishReceived", "PUBLISH packets received.", "{packet}", true, func(s *broker.Stats) int64 { return s.PublishReceived }},
-	{"mqtt5_publish_sent_total", "PublishSent", "PUBLISH packets sent.", "{packet}", true, func(s *broker.Stats) int64 { return s.PublishSent }},
 	{"mqtt5_redirects_total", "Redirects", "CONNECTs redirected to another server by the load balancer.", "{connection}", true, func(s *broker.Stats) int64 { return s.Redirects }},
 	{"mqtt5_change_only_suppressed_total", "ChangeOnlySuppressed", "Deliveries skipped because the payload was unchanged (change-only delivery).", "{message}", true, func(s *broker.Stats) int64 { return s.ChangeOnlySuppressed }},
 	{"mqtt5_echo_suppressed_total", "EchoSuppressed", "Deliveries skipped by echo suppression.", "{message}", true, func(s *broker.Stats) int64 { return s.EchoSuppressed }},
@@ -47,6 +47,75 @@ var statMetrics = []statMetric{
 	{"mqtt5_rate_limited_total", "RateLimited", "Inbound PUBLISH packets refused or dropped by rate limits.", "{packet}", true, func(s *broker.Stats) int64 { return s.RateLimited }},
 	{"mqtt5_rate_limit_disconnects_total", "RateLimitDisconnects", "Clients disconnected by rate limits.", "{connection}", true, func(s *broker.Stats) int64 { return s.RateLimitDisconnects }},
 	{"mqtt5_connections_refused_per_ip_total", "RefusedPerIP", "Connections closed unread because their IP address reached its connection limit.", "{connection}", true, func(s *broker.Stats) int64 { return s.RefusedPerIP }},
+	{"mqtt5_store_errors_total", "StoreErrors", "Failed writes to the persistent store.", "{error}", true, func(s *broker.Stats) int64 { return s.StoreErrors }},
+}
+
+// snapshot is what the stats collector reads once per scrape.
+type snapshot struct {
+	st broker.Stats
+	qs broker.QueueStats
+}
+
+func (c *statsCollector) snapshot() snapshot {
+	return snapshot{st: c.b.Stats(), qs: c.b.QueueStats()}
+}
+
+// snapMetric is a series read from broker.Stats or broker.QueueStats that
+// scalar statMetrics do not cover: labelled ones, and the queue depths.
+type snapMetric struct {
+	name    string
+	help    string
+	unit    string
+	label   string // "" for none
+	counter bool
+	fields  []string // the Stats or QueueStats fields it reads
+	each    func(s *snapshot, fn func(label string, v int64))
+}
+
+// qosLabels are the values of the qos label.
+var qosLabels = [3]string{"0", "1", "2"}
+
+var snapMetrics = []snapMetric{
+	{droppedName, droppedHelp, "{message}", "reason", true, []string{"Dropped"}, func(s *snapshot, fn func(string, int64)) {
+		for reason, n := range s.st.Dropped {
+			fn(reason, n)
+		}
+	}},
+	{"mqtt5_publish_sent_total", "PUBLISH packets sent, by the QoS of the packet (retransmissions included).", "{packet}", "qos", true,
+		[]string{"PublishSent", "PublishSentByQoS"}, func(s *snapshot, fn func(string, int64)) {
+			for q, n := range s.st.PublishSentByQoS {
+				fn(qosLabels[q], n)
+			}
+		}},
+	{"mqtt5_publish_sent_bytes_total", "Bytes of the PUBLISH packets sent, by QoS.", "By", "qos", true,
+		[]string{"PublishBytesSentByQoS"}, func(s *snapshot, fn func(string, int64)) {
+			for q, n := range s.st.PublishBytesSentByQoS {
+				fn(qosLabels[q], n)
+			}
+		}},
+	{"mqtt5_queued_messages", "Messages waiting in session queues for delivery, by session state (connected or offline).", "{message}", "session", false,
+		[]string{"Connected", "Offline"}, func(s *snapshot, fn func(string, int64)) {
+			fn("connected", s.qs.Connected.Messages)
+			fn("offline", s.qs.Offline.Messages)
+		}},
+	{"mqtt5_queued_bytes", "Bytes of the messages waiting in session queues, by session state (connected or offline).", "By", "session", false,
+		nil, func(s *snapshot, fn func(string, int64)) {
+			fn("connected", s.qs.Connected.Bytes)
+			fn("offline", s.qs.Offline.Bytes)
+		}},
+	{"mqtt5_inflight_messages", "QoS 1 and 2 messages sent to clients and not yet acknowledged.", "{message}", "", false,
+		[]string{"Inflight"}, func(s *snapshot, fn func(string, int64)) { fn("", s.qs.Inflight) }},
+	{"mqtt5_session_queue_max_messages", "Messages in the deepest session queue.", "{message}", "", false,
+		[]string{"MaxMessages"}, func(s *snapshot, fn func(string, int64)) { fn("", s.qs.MaxMessages) }},
+	{"mqtt5_session_queue_max_bytes", "Bytes in the largest session queue.", "By", "", false,
+		[]string{"MaxBytes"}, func(s *snapshot, fn func(string, int64)) { fn("", s.qs.MaxBytes) }},
+}
+
+func (m *snapMetric) labels() []string {
+	if m.label == "" {
+		return nil
+	}
+	return []string{m.label}
 }
 
 const (
@@ -56,28 +125,32 @@ const (
 	readyHelp   = "1 once the broker accepts connections on a listener."
 )
 
-// statsCollector is a prometheus.Collector reading Broker.Stats on scrape.
+// statsCollector is a prometheus.Collector reading Broker.Stats and
+// Broker.QueueStats on scrape.
 type statsCollector struct {
-	b       *broker.Broker
-	descs   []*prometheus.Desc
-	dropped *prometheus.Desc
-	ready   *prometheus.Desc
+	b     *broker.Broker
+	descs []*prometheus.Desc // of statMetrics
+	snaps []*prometheus.Desc // of snapMetrics
+	ready *prometheus.Desc
 }
 
 // NewStatsCollector returns a prometheus.Collector that reads b.Stats()
-// once per scrape: connections, sessions, subscriptions, retained
-// messages, packets, bytes and PUBLISH in and out, undelivered messages by
-// reason, and the counters of the optional features (redirects,
-// change-only, echo suppression, rate limits, per-IP connection limits,
-// hook queue drops).
+// and b.QueueStats() once per scrape: connections, sessions,
+// subscriptions, retained messages, packets, bytes and PUBLISH in and out
+// (out by QoS), undelivered messages by reason, queue depths and in-flight
+// messages, store errors, and the counters of the optional features
+// (redirects, change-only, echo suppression, rate limits, per-IP
+// connection limits, hook queue drops).
 func NewStatsCollector(b *broker.Broker) prometheus.Collector {
 	c := &statsCollector{
-		b:       b,
-		dropped: prometheus.NewDesc(droppedName, droppedHelp, []string{"reason"}, nil),
-		ready:   prometheus.NewDesc(readyName, readyHelp, nil, nil),
+		b:     b,
+		ready: prometheus.NewDesc(readyName, readyHelp, nil, nil),
 	}
 	for _, m := range statMetrics {
 		c.descs = append(c.descs, prometheus.NewDesc(m.name, m.help, nil, nil))
+	}
+	for _, m := range snapMetrics {
+		c.snaps = append(c.snaps, prometheus.NewDesc(m.name, m.help, m.labels(), nil))
 	}
 	return c
 }
@@ -87,22 +160,34 @@ func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range c.descs {
 		ch <- d
 	}
-	ch <- c.dropped
+	for _, d := range c.snaps {
+		ch <- d
+	}
 	ch <- c.ready
+}
+
+func valueType(counter bool) prometheus.ValueType {
+	if counter {
+		return prometheus.CounterValue
+	}
+	return prometheus.GaugeValue
 }
 
 // Collect implements prometheus.Collector.
 func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
-	st := c.b.Stats()
+	snap := c.snapshot()
 	for i, m := range statMetrics {
-		vt := prometheus.GaugeValue
-		if m.counter {
-			vt = prometheus.CounterValue
-		}
-		ch <- prometheus.MustNewConstMetric(c.descs[i], vt, float64(m.value(&st)))
+		ch <- prometheus.MustNewConstMetric(c.descs[i], valueType(m.counter), float64(m.value(&snap.st)))
 	}
-	for reason, n := range st.Dropped {
-		ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(n), reason)
+	for i := range snapMetrics {
+		m := &snapMetrics[i]
+		m.each(&snap, func(label string, v int64) {
+			if m.label == "" {
+				ch <- prometheus.MustNewConstMetric(c.snaps[i], valueType(m.counter), float64(v))
+			} else {
+				ch <- prometheus.MustNewConstMetric(c.snaps[i], valueType(m.counter), float64(v), label)
+			}
+		})
 	}
 	ch <- prometheus.MustNewConstMetric(c.ready, prometheus.GaugeValue, boolFloat(isReady(c.b)))
 }
@@ -126,10 +211,12 @@ func boolFloat(v bool) float64 {
 // Metrics counts, through broker hooks, what broker.Stats does not:
 // messages published by QoS, acknowledged deliveries by QoS, connections
 // by protocol version, disconnections by reason code, SUBSCRIBE outcomes,
-// changes of retained messages and, with WrapAuthenticator,
-// authentication results by reason code. Register it as a hook
-// (broker.Config.Hooks or Broker.AddHook) and as a Prometheus collector
-// (NewRegistry does), or read it with RegisterOTel.
+// changes of retained messages; with WrapAuthenticator, authentication
+// results by reason code; with WrapAuthorizer, authorization refusals by
+// action; as the broker's Config.CommitObserver, the duration of store
+// commits. Register it as a hook (broker.Config.Hooks or Broker.AddHook)
+// and as a Prometheus collector (NewRegistry does), or read it with
+// RegisterOTel.
 //
 // Its PublishHook runs on each publisher's goroutine and costs one atomic
 // increment per message; the other hooks are notifications.
@@ -143,9 +230,12 @@ type Metrics struct {
 	subscribe   [256]atomic.Int64
 	retainedSet atomic.Int64
 	retainedClr atomic.Int64
+	authzDenied [numActions]atomic.Int64
+	commitFails atomic.Int64
+	commit      prometheus.Histogram
 
 	descPublished, descRetainedPub, descDelivered, descConnects, descDisconnects,
-	descAuth, descSubscribe, descRetainedChg *prometheus.Desc
+	descAuth, descSubscribe, descRetainedChg, descAuthzDenied, descCommitFails *prometheus.Desc
 }
 
 var (
@@ -155,8 +245,23 @@ var (
 	_ broker.SubscribeHook  = (*Metrics)(nil)
 	_ broker.DeliveredHook  = (*Metrics)(nil)
 	_ broker.RetainedHook   = (*Metrics)(nil)
+	_ broker.CommitObserver = (*Metrics)(nil)
 	_ prometheus.Collector  = (*Metrics)(nil)
 )
+
+// Actions of an authorization decision, the values of the action label.
+const (
+	actionPublish = iota
+	actionSubscribe
+	actionReceive
+	numActions
+)
+
+var actionLabels = [numActions]string{"publish", "subscribe", "receive"}
+
+// CommitBuckets are the upper bounds, in seconds, of the store commit
+// duration histogram: 50 µs to 5 s.
+var CommitBuckets = []float64{50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 250e-3, 500e-3, 1, 2.5, 5}
 
 // Prometheus names of the hook-based metrics.
 const (
@@ -168,19 +273,54 @@ const (
 	authName        = "mqtt5_auth_total"
 	subscribeName   = "mqtt5_subscribe_requests_total"
 	retainedChgName = "mqtt5_retained_changes_total"
+	authzDeniedName = "mqtt5_authorization_denied_total"
+	commitName      = "mqtt5_store_commit_duration_seconds"
+	commitFailsName = "mqtt5_store_commit_failures_total"
 )
+
+// Help texts of the hook-based metrics, shared by both exporters.
+var hookHelp = map[string]string{
+	publishedName:   "Messages published by network clients and accepted for routing, by QoS.",
+	retainedPubName: "Messages published by network clients with the RETAIN flag.",
+	deliveredName:   "QoS 1 and 2 deliveries acknowledged by subscribers (PUBACK, PUBCOMP), by QoS.",
+	connectsName:    "Accepted connections, by MQTT protocol version.",
+	disconnectsName: "Ended connections, by reason code and whether the client sent DISCONNECT.",
+	authName:        "Authentication results, by result and reason code.",
+	subscribeName:   "Subscriptions requested in SUBSCRIBE packets, by outcome.",
+	retainedChgName: "Changes of retained messages.",
+	authzDeniedName: "Requests refused by the authorizer, by action (publish, subscribe, receive).",
+	commitName:      "Duration of store commits: one batch write of many operations with its sync.",
+	commitFailsName: "Store commits that failed.",
+}
 
 // NewMetrics returns zeroed counters.
 func NewMetrics() *Metrics {
+	desc := func(name string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, hookHelp[name], labels, nil)
+	}
 	return &Metrics{
-		descPublished:   prometheus.NewDesc(publishedName, "Messages published by network clients and accepted for routing, by QoS.", []string{"qos"}, nil),
-		descRetainedPub: prometheus.NewDesc(retainedPubName, "Messages published by network clients with the RETAIN flag.", nil, nil),
-		descDelivered:   prometheus.NewDesc(deliveredName, "QoS 1 and 2 deliveries acknowledged by subscribers (PUBACK, PUBCOMP), by QoS.", []string{"qos"}, nil),
-		descConnects:    prometheus.NewDesc(connectsName, "Accepted connections, by MQTT protocol version.", []string{"protocol"}, nil),
-		descDisconnects: prometheus.NewDesc(disconnectsName, "Ended connections, by reason code and whether the client sent DISCONNECT.", []string{"reason", "expected"}, nil),
-		descAuth:        prometheus.NewDesc(authName, "Authentication results, by result and reason code.", []string{"result", "reason"}, nil),
-		descSubscribe:   prometheus.NewDesc(subscribeName, "Subscriptions requested in SUBSCRIBE packets, by outcome.", []string{"result", "reason"}, nil),
-		descRetainedChg: prometheus.NewDesc(retainedChgName, "Changes of retained messages.", []string{"change"}, nil),
+		descPublished:   desc(publishedName, "qos"),
+		descRetainedPub: desc(retainedPubName),
+		descDelivered:   desc(deliveredName, "qos"),
+		descConnects:    desc(connectsName, "protocol"),
+		descDisconnects: desc(disconnectsName, "reason", "expected"),
+		descAuth:        desc(authName, "result", "reason"),
+		descSubscribe:   desc(subscribeName, "result", "reason"),
+		descRetainedChg: desc(retainedChgName, "change"),
+		descAuthzDenied: desc(authzDeniedName, "action"),
+		descCommitFails: desc(commitFailsName),
+		commit: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: commitName, Help: hookHelp[commitName], Buckets: CommitBuckets,
+		}),
+	}
+}
+
+// ObserveCommit implements broker.CommitObserver: set the Metrics as
+// broker.Config.CommitObserver to measure store commits.
+func (m *Metrics) ObserveCommit(d time.Duration, _ int, err error) {
+	m.commit.Observe(d.Seconds())
+	if err != nil {
+		m.commitFails.Add(1)
 	}
 }
 
@@ -251,6 +391,60 @@ func (m *Metrics) WrapAuthenticator(a broker.Authenticator) broker.Authenticator
 		}
 		return res
 	})
+}
+
+// WrapAuthorizer returns a counting the requests that a refuses
+// (CanPublish, CanSubscribe and, when a implements
+// broker.ReceiveAuthorizer, CanReceive returning false). The result
+// implements broker.ReceiveAuthorizer exactly when a does. A nil a is
+// returned unchanged.
+//
+// Subscriptions of a resumed session that are no longer allowed count as
+// refused subscribe requests; PUBLISH to $-topics, which the broker
+// refuses without asking the authorizer, is not counted.
+func (m *Metrics) WrapAuthorizer(a broker.Authorizer) broker.Authorizer {
+	if a == nil {
+		return nil
+	}
+	ca := countingAuthorizer{a: a, m: m}
+	if r, ok := a.(broker.ReceiveAuthorizer); ok {
+		return countingReceiveAuthorizer{countingAuthorizer: ca, r: r}
+	}
+	return ca
+}
+
+type countingAuthorizer struct {
+	a broker.Authorizer
+	m *Metrics
+}
+
+func (c countingAuthorizer) CanPublish(ctx context.Context, ci *broker.ClientInfo, topic string) bool {
+	ok := c.a.CanPublish(ctx, ci, topic)
+	if !ok {
+		c.m.authzDenied[actionPublish].Add(1)
+	}
+	return ok
+}
+
+func (c countingAuthorizer) CanSubscribe(ctx context.Context, ci *broker.ClientInfo, filter string) bool {
+	ok := c.a.CanSubscribe(ctx, ci, filter)
+	if !ok {
+		c.m.authzDenied[actionSubscribe].Add(1)
+	}
+	return ok
+}
+
+type countingReceiveAuthorizer struct {
+	countingAuthorizer
+	r broker.ReceiveAuthorizer
+}
+
+func (c countingReceiveAuthorizer) CanReceive(ctx context.Context, ci *broker.ClientInfo, topic string) bool {
+	ok := c.r.CanReceive(ctx, ci, topic)
+	if !ok {
+		c.m.authzDenied[actionReceive].Add(1)
+	}
+	return ok
 }
 
 // reasonLabel is a reason code's name as a label value: "not_authorized".
@@ -336,14 +530,19 @@ func (m *Metrics) each(fn func(series)) {
 	}
 	fn(series{desc: m.descRetainedChg, name: retainedChgName, names: []string{"change"}, labels: []string{"set"}, value: m.retainedSet.Load()})
 	fn(series{desc: m.descRetainedChg, name: retainedChgName, names: []string{"change"}, labels: []string{"cleared"}, value: m.retainedClr.Load()})
+	for a := range m.authzDenied {
+		fn(series{desc: m.descAuthzDenied, name: authzDeniedName, names: []string{"action"}, labels: []string{actionLabels[a]}, value: m.authzDenied[a].Load()})
+	}
+	fn(series{desc: m.descCommitFails, name: commitFailsName, value: m.commitFails.Load()})
 }
 
 // Describe implements prometheus.Collector.
 func (m *Metrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.descPublished, m.descRetainedPub, m.descDelivered, m.descConnects,
-		m.descDisconnects, m.descAuth, m.descSubscribe, m.descRetainedChg} {
+		m.descDisconnects, m.descAuth, m.descSubscribe, m.descRetainedChg, m.descAuthzDenied, m.descCommitFails} {
 		ch <- d
 	}
+	m.commit.Describe(ch)
 }
 
 // Collect implements prometheus.Collector.
@@ -351,6 +550,7 @@ func (m *Metrics) Collect(ch chan<- prometheus.Metric) {
 	m.each(func(s series) {
 		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, float64(s.value), s.labels...)
 	})
+	m.commit.Collect(ch)
 }
 
 // NewRegistry returns a Prometheus registry of its own (not the global
@@ -435,9 +635,12 @@ func RegisterOTel(mp metric.MeterProvider, b *broker.Broker, m *Metrics) (metric
 			return nil, err
 		}
 	}
-	dropped, err := newInst(droppedName, droppedHelp, "{message}", true)
-	if err != nil {
-		return nil, err
+	snaps := make([]inst, len(snapMetrics))
+	for i, sm := range snapMetrics {
+		var err error
+		if snaps[i], err = newInst(sm.name, sm.help, sm.unit, sm.counter); err != nil {
+			return nil, err
+		}
 	}
 	ready, err := newInst(readyName, readyHelp, "", false)
 	if err != nil {
@@ -445,20 +648,10 @@ func RegisterOTel(mp metric.MeterProvider, b *broker.Broker, m *Metrics) (metric
 	}
 	hooks := map[string]inst{}
 	if m != nil {
-		helps := map[string]string{}
-		for _, d := range [][2]string{
-			{publishedName, "Messages published by network clients and accepted for routing, by QoS."},
-			{retainedPubName, "Messages published by network clients with the RETAIN flag."},
-			{deliveredName, "QoS 1 and 2 deliveries acknowledged by subscribers, by QoS."},
-			{connectsName, "Accepted connections, by MQTT protocol version."},
-			{disconnectsName, "Ended connections, by reason code and whether the client sent DISCONNECT."},
-			{authName, "Authentication results, by result and reason code."},
-			{subscribeName, "Subscriptions requested in SUBSCRIBE packets, by outcome."},
-			{retainedChgName, "Changes of retained messages."},
-		} {
-			helps[d[0]] = d[1]
-		}
-		for name, help := range helps {
+		for name, help := range hookHelp {
+			if name == commitName {
+				continue // a histogram: the Prometheus bridge (SetupMetrics) exports it
+			}
 			in, err := newInst(name, help, "", true)
 			if err != nil {
 				return nil, err
@@ -467,12 +660,19 @@ func RegisterOTel(mp metric.MeterProvider, b *broker.Broker, m *Metrics) (metric
 		}
 	}
 	return meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
-		st := b.Stats()
+		snap := snapshot{st: b.Stats(), qs: b.QueueStats()}
 		for i, sm := range statMetrics {
-			observe(o, stats[i], sm.value(&st))
+			observe(o, stats[i], sm.value(&snap.st))
 		}
-		for reason, n := range st.Dropped {
-			observe(o, dropped, n, attribute.String("reason", reason))
+		for i := range snapMetrics {
+			sm := &snapMetrics[i]
+			sm.each(&snap, func(label string, v int64) {
+				if sm.label == "" {
+					observe(o, snaps[i], v)
+				} else {
+					observe(o, snaps[i], v, attribute.String(sm.label, label))
+				}
+			})
 		}
 		var r int64
 		if isReady(b) {

@@ -162,11 +162,7 @@ func TestMetricsEndpoint(t *testing.T) {
 			t.Errorf("%s type %v", sm.name, fams[sm.name].GetType())
 		}
 	}
-	for reason, want := range st.Dropped {
-		if got, ok := value(fams, droppedName, "reason", reason); !ok || got != float64(want) {
-			t.Errorf("dropped{%s} = %v (%v), want %d", reason, got, ok, want)
-		}
-	}
+	checkSnapMetrics(t, fams, b)
 	// Plausible values after the traffic.
 	for _, c := range []struct {
 		name   string
@@ -180,7 +176,13 @@ func TestMetricsEndpoint(t *testing.T) {
 		{"mqtt5_subscriptions", nil, 1, 1},
 		{"mqtt5_retained_messages", nil, 1, 1},
 		{"mqtt5_publish_received_total", nil, n + 1, n + 1},
-		{"mqtt5_publish_sent_total", nil, n, n},
+		{"mqtt5_publish_sent_total", []string{"qos", "1"}, n, n},
+		{"mqtt5_publish_sent_total", []string{"qos", "0"}, 0, 0},
+		{"mqtt5_publish_sent_bytes_total", []string{"qos", "1"}, n * 7, n * 100},
+		// CONNACK ×2, SUBACK, n PUBLISH, n PUBACK, the refused CONNACK.
+		{"mqtt5_packets_sent_total", nil, 2*n + 4, 2*n + 4},
+		{"mqtt5_queued_messages", []string{"session", "connected"}, 0, 0},
+		{"mqtt5_inflight_messages", nil, 0, 0},
 		{"mqtt5_bytes_received_total", nil, n * 7, 1e9},
 		{"mqtt5_bytes_sent_total", nil, n * 7, 1e9},
 		{"mqtt5_ready", nil, 1, 1},
@@ -205,10 +207,41 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 }
 
-// TestStatsCovered fails when broker.Stats grows a field that no metric
-// reads.
+// checkSnapMetrics compares the series of snapMetrics in fams with b's
+// Stats and QueueStats, read now (the broker must be quiet).
+func checkSnapMetrics(t *testing.T, fams map[string]*dto.MetricFamily, b *broker.Broker) {
+	t.Helper()
+	snap := snapshot{st: b.Stats(), qs: b.QueueStats()}
+	for _, sm := range snapMetrics {
+		n := 0
+		sm.each(&snap, func(label string, want int64) {
+			n++
+			var labels []string
+			if sm.label != "" {
+				labels = []string{sm.label, label}
+			}
+			if got, ok := value(fams, sm.name, labels...); !ok || got != float64(want) {
+				t.Errorf("%s%v = %v (present %v), want %d", sm.name, labels, got, ok, want)
+			}
+		})
+		if f := fams[sm.name]; f == nil || len(f.Metric) != n {
+			t.Errorf("%s: %d series, want %d", sm.name, len(f.GetMetric()), n)
+		}
+		if wantType := map[bool]dto.MetricType{true: dto.MetricType_COUNTER, false: dto.MetricType_GAUGE}[sm.counter]; fams[sm.name].GetType() != wantType {
+			t.Errorf("%s type %v", sm.name, fams[sm.name].GetType())
+		}
+	}
+}
+
+// TestStatsCovered fails when broker.Stats or broker.QueueStats grows a
+// field that no metric reads.
 func TestStatsCovered(t *testing.T) {
-	covered := map[string]bool{"Dropped": true}
+	covered := map[string]bool{}
+	for _, sm := range snapMetrics {
+		for _, f := range sm.fields {
+			covered[f] = true
+		}
+	}
 	for _, sm := range statMetrics {
 		covered[sm.field] = true
 		f, ok := reflect.TypeFor[broker.Stats]().FieldByName(sm.field)
@@ -226,6 +259,49 @@ func TestStatsCovered(t *testing.T) {
 	for f := range reflect.TypeFor[broker.Stats]().Fields() {
 		if !covered[f.Name] {
 			t.Errorf("broker.Stats.%s is not exported as a metric", f.Name)
+		}
+	}
+	for f := range reflect.TypeFor[broker.QueueStats]().Fields() {
+		if !covered[f.Name] {
+			t.Errorf("broker.QueueStats.%s is not exported as a metric", f.Name)
+		}
+	}
+	// Every labelled series reads what it claims: set each field to a
+	// distinct value and find it among the series.
+	var snap snapshot
+	v := int64(1)
+	for _, root := range []reflect.Value{reflect.ValueOf(&snap.st).Elem(), reflect.ValueOf(&snap.qs).Elem()} {
+		var fill func(reflect.Value)
+		fill = func(f reflect.Value) {
+			switch f.Kind() {
+			case reflect.Int64:
+				f.SetInt(v)
+				v++
+			case reflect.Array:
+				for i := range f.Len() {
+					fill(f.Index(i))
+				}
+			case reflect.Struct:
+				for i := range f.NumField() {
+					fill(f.Field(i))
+				}
+			}
+		}
+		fill(root)
+	}
+	snap.st.Dropped = map[string]int64{"queue_full": 1000}
+	for _, sm := range snapMetrics {
+		var got []int64
+		sm.each(&snap, func(_ string, x int64) { got = append(got, x) })
+		if len(got) == 0 {
+			t.Errorf("%s has no series", sm.name)
+		}
+		seen := map[int64]bool{}
+		for _, x := range got {
+			if x == 0 || seen[x] {
+				t.Errorf("%s reads an unset or repeated field: %v", sm.name, got)
+			}
+			seen[x] = true
 		}
 	}
 }
@@ -264,7 +340,11 @@ func TestOTelMetrics(t *testing.T) {
 				}
 			case metricdata.Gauge[int64]:
 				for _, p := range d.DataPoints {
-					got[md.Name] = p.Value
+					key := md.Name
+					for _, kv := range p.Attributes.ToSlice() {
+						key += fmt.Sprintf(",%s=%s", kv.Key, kv.Value.Emit())
+					}
+					got[key] = p.Value
 				}
 			}
 		}
@@ -274,6 +354,18 @@ func TestOTelMetrics(t *testing.T) {
 			t.Errorf("%s = %d (%v), Stats %d", otelName(sm.name), v, ok, sm.value(&st))
 		}
 	}
+	snap := snapshot{st: st, qs: b.QueueStats()}
+	for _, sm := range snapMetrics {
+		sm.each(&snap, func(label string, want int64) {
+			key := otelName(sm.name)
+			if sm.label != "" {
+				key += "," + sm.label + "=" + label
+			}
+			if v, ok := got[key]; !ok || v != want {
+				t.Errorf("%s = %d (%v), want %d", key, v, ok, want)
+			}
+		})
+	}
 	for key, want := range map[string]int64{
 		"mqtt5.messages_published,qos=1":                              5,
 		"mqtt5.deliveries_acknowledged,qos=1":                         5,
@@ -281,6 +373,8 @@ func TestOTelMetrics(t *testing.T) {
 		"mqtt5.retained_changes,change=set":                           1,
 		"mqtt5.messages_dropped,reason=queue_full":                    st.Dropped["queue_full"],
 		"mqtt5.subscribe_requests,reason=granted_qos1,result=granted": 1,
+		"mqtt5.publish_sent,qos=1":                                    5,
+		"mqtt5.authorization_denied,action=publish":                   0,
 	} {
 		if got[key] != want {
 			t.Errorf("%s = %d, want %d", key, got[key], want)

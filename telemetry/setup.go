@@ -170,9 +170,16 @@ func newResource(ctx context.Context, cfg TracingConfig) (*resource.Resource, er
 }
 
 func protocolOf(cfg TracingConfig) (string, error) {
-	p := cfg.Protocol
+	return otlpProtocol(cfg.Protocol, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+}
+
+// otlpProtocol is the OTLP protocol: the configured one, else the
+// signal's environment variable, else OTEL_EXPORTER_OTLP_PROTOCOL, else
+// HTTP.
+func otlpProtocol(configured, signalEnv string) (string, error) {
+	p := configured
 	if p == "" {
-		p = os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+		p = os.Getenv(signalEnv)
 	}
 	if p == "" {
 		p = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
@@ -186,18 +193,31 @@ func protocolOf(cfg TracingConfig) (string, error) {
 	return "", fmt.Errorf("telemetry: OTLP protocol %q is not supported (%s or %s)", p, ProtocolHTTP, ProtocolGRPC)
 }
 
+// otlpEndpoint parses a configured collector URL; nil when not set (the
+// exporter then reads OTEL_EXPORTER_OTLP_*ENDPOINT). For HTTP, path is
+// the signal's default path used when the URL has none.
+func otlpEndpoint(s, proto, path string) (*url.URL, error) {
+	if s == "" {
+		return nil, nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+		return nil, fmt.Errorf("telemetry: endpoint %q: want http://host:port or https://host:port", s)
+	}
+	if proto == ProtocolHTTP && (u.Path == "" || u.Path == "/") {
+		u.Path = path
+	}
+	return u, nil
+}
+
 func newOTLPExporter(ctx context.Context, cfg TracingConfig) (sdktrace.SpanExporter, error) {
 	proto, err := protocolOf(cfg)
 	if err != nil {
 		return nil, err
 	}
-	var endpoint *url.URL
-	if cfg.Endpoint != "" {
-		u, err := url.Parse(cfg.Endpoint)
-		if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-			return nil, fmt.Errorf("telemetry: endpoint %q: want http://host:port or https://host:port", cfg.Endpoint)
-		}
-		endpoint = u
+	endpoint, err := otlpEndpoint(cfg.Endpoint, proto, "/v1/traces")
+	if err != nil {
+		return nil, err
 	}
 	switch proto {
 	case ProtocolGRPC:
@@ -215,9 +235,6 @@ func newOTLPExporter(ctx context.Context, cfg TracingConfig) (sdktrace.SpanExpor
 	default:
 		var opts []otlptracehttp.Option
 		if endpoint != nil {
-			if endpoint.Path == "" || endpoint.Path == "/" {
-				endpoint.Path = "/v1/traces"
-			}
 			opts = append(opts, otlptracehttp.WithEndpointURL(endpoint.String()))
 		}
 		if len(cfg.Headers) > 0 {

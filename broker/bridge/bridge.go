@@ -45,6 +45,7 @@ type Bridge struct {
 	remoteT atomic.Pointer[target]
 
 	loopsDropped atomic.Uint64
+	connects     atomic.Uint64 // remote connections made
 
 	stMu sync.Mutex
 	stCh chan struct{} // closed and replaced at every state change
@@ -54,6 +55,7 @@ type Bridge struct {
 	cancel    context.CancelFunc
 	done      chan struct{}
 	lastErr   string
+	lastErrAt time.Time
 	remoteURL string
 	// stores hold the session state per side (key "local" or a server
 	// URL). Memory stores outlive Run, so that a new Run resumes the
@@ -75,6 +77,11 @@ type Status struct {
 	QueueDepth int
 	// LastError is the latest connection or forwarding error ("" if none).
 	LastError string
+	// LastErrorAt is when LastError happened (zero if none).
+	LastErrorAt time.Time
+	// Reconnects counts the remote connections made after the first one
+	// (after a connection loss, or when switching between servers).
+	Reconnects uint64
 	// Forwarded counts messages delivered to the other side (acknowledged
 	// by it at QoS 1/2).
 	Forwarded Counters
@@ -157,12 +164,15 @@ func (b *Bridge) Status() Status {
 		s.LocalConnected = t.c.IsConnected()
 	}
 	b.mu.Lock()
-	s.Remote, s.LastError = b.remoteURL, b.lastErr
+	s.Remote, s.LastError, s.LastErrorAt = b.remoteURL, b.lastErr, b.lastErrAt
 	b.mu.Unlock()
 	s.QueueDepth = b.out.depth() + b.in.depth()
 	s.Forwarded = Counters{In: b.in.forwarded.Load(), Out: b.out.forwarded.Load()}
 	s.Dropped = Counters{In: b.in.dropped.Load(), Out: b.out.dropped.Load()}
 	s.LoopsDropped = b.loopsDropped.Load()
+	if n := b.connects.Load(); n > 1 {
+		s.Reconnects = n - 1
+	}
 	return s
 }
 
@@ -256,7 +266,7 @@ func (b *Bridge) notify() {
 
 func (b *Bridge) setErr(err error) {
 	b.mu.Lock()
-	b.lastErr = err.Error()
+	b.lastErr, b.lastErrAt = err.Error(), time.Now()
 	b.mu.Unlock()
 }
 
@@ -330,6 +340,9 @@ func (b *Bridge) queueLimits() client.QueueLimits {
 func (b *Bridge) callbacks(o *client.Options, t *target, side string) {
 	o.OnConnect = func(info *client.ConnectInfo) {
 		t.setInfo(info)
+		if side == "remote" {
+			b.connects.Add(1)
+		}
 		b.log.Info("bridge connected", "side", side, "server", info.Server, "session_present", info.SessionPresent)
 		b.notify()
 	}

@@ -85,7 +85,7 @@ func TestBridgeDirections(t *testing.T) {
 		s := br.Status()
 		return s.Forwarded == bridge.Counters{In: 3, Out: 3} && s.QueueDepth == 0
 	}, func() string { return fmt.Sprintf("%+v", br.Status()) })
-	if s := br.Status(); s.Remote != b.url() || s.LoopsDropped != 0 {
+	if s := br.Status(); s.Remote != b.url() || s.LoopsDropped != 0 || s.Reconnects != 0 || s.LastErrorAt.IsZero() != (s.LastError == "") {
 		t.Errorf("status %+v", s)
 	}
 }
@@ -327,8 +327,15 @@ func TestBridgeFailover(t *testing.T) {
 	a.pub("f/1", "to-primary", 1)
 	recP.wait(t, "to-primary")
 
+	if s := br.Status(); s.Reconnects != 0 {
+		t.Errorf("first connection counted as a reconnection: %+v", s)
+	}
+	lost := time.Now()
 	p.stop()
 	waitFor(t, "failover to the backup", on(k.url()), state)
+	if s := br.Status(); s.Reconnects < 1 || s.LastError == "" || s.LastErrorAt.Before(lost) {
+		t.Errorf("after failover: %+v", s)
+	}
 	a.pub("f/2", "to-backup", 1)
 	recK.wait(t, "to-backup")
 	k.pub("g/1", "from-backup", 1)
@@ -336,6 +343,9 @@ func TestBridgeFailover(t *testing.T) {
 
 	p.start()
 	waitFor(t, "failback to the primary", on(p.url()), state)
+	if s := br.Status(); s.Reconnects < 2 {
+		t.Errorf("after failback: %+v", s)
+	}
 	a.pub("f/3", "after-failback", 1)
 	recP.wait(t, "after-failback")
 	if recK.count("after-failback") != 0 {

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/mqtt5go/mqtt5/broker"
 	"github.com/mqtt5go/mqtt5/broker/store"
 	"github.com/mqtt5go/mqtt5/config"
@@ -47,6 +49,7 @@ var brokerFlagHelp = map[string]string{
 	"max-queued-bytes":        "bound of each session's outbound queue in bytes (default 64 MiB; -1 unlimited)",
 	"metrics-listen":          "host:port of the HTTP server of /metrics (Prometheus), /healthz and /readyz (default off)",
 	"tracing":                 "OpenTelemetry tracing, exported over OTLP as the OTEL_* variables say (default off)",
+	"metrics-exporter":        "otlp: export the metrics over OpenTelemetry OTLP as telemetry.metrics and the OTEL_* variables say (default off)",
 }
 
 func init() {
@@ -196,10 +199,12 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	ver, _ := buildInfo()
 	cfg.Version = "mqtt5 " + ver
 	var metrics *telemetry.Metrics
-	if cfgFile.Telemetry.MetricsListen != "" {
+	if cfgFile.Telemetry.MetricsListen != "" || cfgFile.Telemetry.Metrics.Exporter == telemetry.ExporterOTLP {
 		metrics = telemetry.NewMetrics()
 		cfg.Hooks = append(cfg.Hooks, metrics)
 		cfg.Authenticator = metrics.WrapAuthenticator(cfg.Authenticator)
+		cfg.Authorizer = metrics.WrapAuthorizer(cfg.Authorizer)
+		cfg.CommitObserver = metrics
 	}
 	tr := cfgFile.Telemetry.Tracing
 	tp, stopTracing, err := telemetry.Setup(ctx, telemetry.TracingConfig{Enabled: tr.Enabled, Protocol: tr.Protocol,
@@ -262,20 +267,27 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		defer live.mu.Unlock()
 		live.stopAuth()
 	}()
-	if metrics != nil {
-		stopMetrics, err := serveMetrics(ctx, cfgFile.Telemetry.MetricsListen, b, metrics, logger)
-		if err != nil {
-			b.Shutdown(context.Background())
-			return err
-		}
-		defer stopMetrics()
+	stopPprof, err := servePprof(ctx, cfgFile.Telemetry.PprofListen, logger)
+	if err != nil {
+		b.Shutdown(context.Background())
+		return err
 	}
+	defer stopPprof()
 	live.bridges = newBridgeSet(func(context.Context) (net.Conn, error) { return b.TrustedConn(), nil }, logger)
 	if err := live.bridges.apply(ctx, cfgFile.Bridges); err != nil {
 		b.Shutdown(context.Background())
 		return err
 	}
 	defer live.bridges.stop(context.Background())
+	if metrics != nil {
+		stopMetrics, err := startMetrics(ctx, cfgFile.Telemetry, ver, b, metrics, live.bridges.statuses, logger)
+		if err != nil {
+			b.Shutdown(context.Background())
+			return err
+		}
+		defer stopMetrics()
+	}
+	live.start, live.broker = cfgFile, b
 	go live.run(ctx, hup)
 	go live.bridges.publishStatus(ctx, func(ctx context.Context, topic, value string) error {
 		return b.Publish(ctx, &broker.Message{Topic: topic, Payload: []byte(value), Retain: true})
@@ -303,12 +315,46 @@ func runBroker(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return nil
 }
 
-// serveMetrics serves /metrics, /healthz and /readyz on addr.
-func serveMetrics(ctx context.Context, addr string, b *broker.Broker, m *telemetry.Metrics, logger *slog.Logger) (stop func(), err error) {
+// startMetrics builds the registry of b's metrics, m and the bridges, and
+// serves it on tc.MetricsListen and exports it over OTLP, as tc says. stop
+// ends both, after a last export.
+func startMetrics(ctx context.Context, tc config.Telemetry, version string, b *broker.Broker, m *telemetry.Metrics,
+	bridges telemetry.BridgeStatuses, logger *slog.Logger) (stop func(), err error) {
 	reg, err := telemetry.NewRegistry(b, m)
 	if err != nil {
 		return nil, err
 	}
+	if err := reg.Register(telemetry.NewBridgeCollector(bridges)); err != nil {
+		return nil, err
+	}
+	stopHTTP := func() {}
+	if tc.MetricsListen != "" {
+		if stopHTTP, err = serveMetrics(ctx, tc.MetricsListen, b, reg, logger); err != nil {
+			return nil, err
+		}
+	}
+	mc := tc.Metrics
+	stopOTLP, err := telemetry.SetupMetrics(ctx, telemetry.MetricsConfig{Exporter: mc.Exporter, Protocol: mc.Protocol,
+		Endpoint: mc.Endpoint, Interval: mc.Interval.D(), ServiceVersion: version}, reg)
+	if err != nil {
+		stopHTTP()
+		return nil, fmt.Errorf("metrics export: %w", err)
+	}
+	if mc.Exporter == telemetry.ExporterOTLP {
+		logger.Info("metrics export on", "exporter", mc.Exporter)
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := stopOTLP(sctx); err != nil {
+			logger.Warn("metrics export: last export", "err", err)
+		}
+		stopHTTP()
+	}, nil
+}
+
+// serveMetrics serves /metrics (reg), /healthz and /readyz on addr.
+func serveMetrics(ctx context.Context, addr string, b *broker.Broker, reg *prometheus.Registry, logger *slog.Logger) (stop func(), err error) {
 	var lc net.ListenConfig
 	l, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -60,9 +61,10 @@ func (s *swapAuthorizer) CanReceive(ctx context.Context, c *broker.ClientInfo, t
 // SIGHUP and when the configuration file changes, the configuration is
 // loaded again (file, environment, flags) and validated; an invalid one is
 // rejected and the running one kept. Authentication and authorization,
-// bridges and the log level change at once (and the auth, ACL and TLS files
-// are reloaded); other changed settings are reported by name as needing a
-// restart.
+// bridges, the log level, limits, queue bounds, rate limits, the load
+// balancer, stamping and echo suppression change at once (and the auth, ACL and TLS files are reloaded);
+// every reload logs the keys it applied and, by name, those that differ
+// from the running configuration but take effect only after a restart.
 type liveConfig struct {
 	args, environ []string
 	file          string
@@ -72,7 +74,9 @@ type liveConfig struct {
 	fileReloaders []reloader // TLS certificates
 
 	mu       sync.Mutex
-	cur      config.Config
+	start    config.Config      // the configuration the process started with
+	cur      config.Config      // the configuration applied last
+	broker   *broker.Broker     // nil: no limits are applied (tests)
 	authn    *swapAuthenticator // nil: authentication was off at start
 	authz    *swapAuthorizer
 	setup    *authSetup
@@ -81,7 +85,50 @@ type liveConfig struct {
 }
 
 // liveSettings are the key paths (prefixes) that change without a restart.
-var liveSettings = []string{"auth.", "bridges", "log.level"}
+// Of limits.*, restartSettings are the exceptions.
+var liveSettings = []string{"auth.", "bridges", "log.level", "limits.", "queue.", "rate_limits.", "load_balancer.",
+	"stamp.", "echo_suppression."}
+
+// restartSettings are key paths under liveSettings that still need a
+// restart: stored subscriptions and retained messages were validated
+// against the topic bounds.
+var restartSettings = []string{"limits.max_topic_length", "limits.max_topic_levels"}
+
+// brokerSettings are the key paths (prefixes) that broker.Reconfigure
+// applies.
+var brokerSettings = []string{"limits.", "queue.", "rate_limits.", "load_balancer.", "stamp.", "echo_suppression."}
+
+// isLive reports whether the key path p changes without a restart.
+func isLive(p string) bool {
+	return hasAnyPrefix(p, liveSettings) && !slices.Contains(restartSettings, p)
+}
+
+func hasAnyPrefix(p string, prefixes []string) bool {
+	for _, s := range prefixes {
+		if strings.HasPrefix(p, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// classify splits the key paths of next that differ: applied are the live
+// ones that differ from cur (the configuration applied last), restart the
+// others that differ from start (the configuration the process runs with),
+// so a pending restart is reported at every reload until it happens.
+func classify(start, cur, next *config.Config) (applied, restart []string) {
+	for _, p := range changedPaths(cur, next) {
+		if isLive(p) {
+			applied = append(applied, p)
+		}
+	}
+	for _, p := range changedPaths(start, next) {
+		if !isLive(p) {
+			restart = append(restart, p)
+		}
+	}
+	return applied, restart
+}
 
 // reload loads the configuration again and applies it.
 func (l *liveConfig) reload(ctx context.Context, why string) {
@@ -102,29 +149,33 @@ func (l *liveConfig) reload(ctx context.Context, why string) {
 		l.log.Error("configuration rejected; the running one is kept", "trigger", why, "err", err)
 		return
 	}
-	var restart []string
-	for _, p := range changedPaths(&l.cur, &next) {
-		live := false
-		for _, s := range liveSettings {
-			if strings.HasPrefix(p, s) {
-				live = true
-			}
-		}
-		if !live {
-			restart = append(restart, p)
-		}
-	}
+	applied, restart := classify(&l.start, &l.cur, &next)
 	authChanged := !reflect.DeepEqual(l.cur.Auth, next.Auth)
 	if authChanged && (l.authz == nil || l.authn == nil && next.Auth.Authenticates()) {
 		restart = append(restart, "auth (authentication or authorization was off at start)")
+		applied = slices.DeleteFunc(applied, func(p string) bool { return strings.HasPrefix(p, "auth.") })
 		authChanged = false
 	}
+	// Everything that can fail is checked before anything is applied.
+	var setup *authSetup
 	if authChanged {
-		setup, err := buildAuth(next.Auth, l.log, l.tlsCA)
-		if err != nil {
+		if setup, err = buildAuth(next.Auth, l.log, l.tlsCA); err != nil {
 			l.log.Error("configuration rejected; the running one is kept", "trigger", why, "err", err)
 			return
 		}
+	}
+	if l.broker != nil && slices.ContainsFunc(applied, func(p string) bool { return hasAnyPrefix(p, brokerSettings) }) {
+		bc := next.Broker()
+		s := bc.Settings()
+		cur := l.broker.Settings()
+		// Restart-only: keep the running values (reported above).
+		s.Limits.MaxTopicLength, s.Limits.MaxTopicLevels = cur.Limits.MaxTopicLength, cur.Limits.MaxTopicLevels
+		if err := l.broker.Reconfigure(s); err != nil {
+			l.log.Error("configuration rejected; the running one is kept", "trigger", why, "err", err)
+			return
+		}
+	}
+	if authChanged {
 		if l.stopAuth != nil {
 			l.stopAuth()
 		}
@@ -142,6 +193,7 @@ func (l *liveConfig) reload(ctx context.Context, why string) {
 		if err := l.bridges.apply(ctx, next.Bridges); err != nil {
 			l.log.Error("bridges not changed", "err", err)
 			next.Bridges = l.cur.Bridges
+			applied = slices.DeleteFunc(applied, func(p string) bool { return p == "bridges" })
 		}
 	}
 	if next.Log.Level != l.cur.Log.Level {
@@ -153,7 +205,7 @@ func (l *liveConfig) reload(ctx context.Context, why string) {
 		l.log.Warn("settings changed that take effect only after a restart", "settings", strings.Join(restart, ", "))
 	}
 	l.cur = next
-	l.log.Info("configuration reloaded", "trigger", why)
+	l.log.Info("configuration reloaded", "trigger", why, "applied", strings.Join(applied, ", "))
 }
 
 // changedPaths lists the key paths whose values differ.

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +36,8 @@ func (r *runner) runIdle(ctx context.Context) (*Result, error) {
 	samplerDone := make(chan struct{})
 	stopSampler := r.startIdleSampler(samplerDone, idleCounter)
 
+	dialer, sources := idleDialer(r.target, cfg.Connections)
+	idle.SourceAddresses = sources
 	next := make(chan int)
 	var wg sync.WaitGroup
 	workers := min(cfg.ConnectConcurrency, cfg.Connections)
@@ -44,7 +47,7 @@ func (r *runner) runIdle(ctx context.Context) (*Result, error) {
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				c, err := dialMQTT(ctx, r.target.Dialer, cfg.Protocol, r.clientID("c", i), 128, cfg.SessionExpiry)
+				c, err := dialMQTT(ctx, dialer.at(i), cfg.Protocol, r.clientID("c", i), 128, cfg.SessionExpiry)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err.Error())
@@ -231,4 +234,65 @@ func aliveCount(conns []*conn, par int) int {
 	close(ch)
 	wg.Wait()
 	return int(alive.Load())
+}
+
+// perSourceAddr is how many idle connections one source address opens to
+// one broker address. Each takes an ephemeral port of the source: Linux has
+// about 28,000 by default (net.ipv4.ip_local_port_range), connections of
+// earlier runs keep theirs in TIME_WAIT for a minute, and connect slows
+// down to a few hundred per second as the free ones run out.
+const perSourceAddr = 10_000
+
+// sourceDialers dials connection i from source address i mod len(src).
+type sourceDialers struct {
+	def Dialer
+	src []Dialer
+}
+
+func (d *sourceDialers) at(i int) Dialer {
+	if len(d.src) == 0 {
+		return d.def
+	}
+	return d.src[i%len(d.src)]
+}
+
+// idleDialer spreads n connections over several loopback source addresses
+// (127.0.0.1, 127.0.0.2, ...: all of 127/8 is loopback on Linux) when n is
+// more than one source address has ports for and the broker is a plain TCP
+// (mqtt://, tcp://) IPv4 loopback address. It returns the dialers and how
+// many source addresses they use (0: the system's choice).
+func idleDialer(t Target, n int) (*sourceDialers, int) {
+	d := &sourceDialers{def: t.Dialer}
+	if n <= perSourceAddr || (t.Scheme != "mqtt" && t.Scheme != "tcp") {
+		return d, 0
+	}
+	host, _, err := net.SplitHostPort(t.Addr)
+	if err != nil {
+		return d, 0
+	}
+	ip := net.ParseIP(host).To4()
+	if ip == nil || !ip.IsLoopback() {
+		return d, 0
+	}
+	k := min((n+perSourceAddr-1)/perSourceAddr, 254)
+	for i := range k {
+		src := net.IPv4(127, 0, 0, byte(1+i))
+		d.src = append(d.src, &tcpSourceDialer{addr: t.Addr, d: net.Dialer{LocalAddr: &net.TCPAddr{IP: src}}})
+	}
+	return d, k
+}
+
+// tcpSourceDialer dials plain TCP from one local address.
+type tcpSourceDialer struct {
+	addr string
+	d    net.Dialer
+}
+
+func (s *tcpSourceDialer) Dial(ctx context.Context) (net.Conn, error) {
+	c, err := s.d.DialContext(ctx, "tcp", s.addr)
+	if err != nil {
+		return nil, err
+	}
+	c.(*net.TCPConn).SetNoDelay(true)
+	return c, nil
 }

@@ -114,6 +114,9 @@ type IdleStats struct {
 	RSSBefore          int64   `json:"rss_before,omitempty"`
 	RSSAfter           int64   `json:"rss_after,omitempty"`
 	BytesPerConnection float64 `json:"bytes_per_connection,omitempty"`
+	// SourceAddresses is how many loopback source addresses the
+	// connections were spread over (0: one, the system's choice).
+	SourceAddresses int `json:"source_addresses,omitempty"`
 }
 
 // ProcStats samples the broker process (needs BrokerPID).
