@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"time"
 
 	"github.com/mqtt5go/mqtt5/packet"
 )
@@ -56,6 +57,12 @@ type AuthResult struct {
 	State any
 	// Reason is a human-readable Reason String for failures.
 	Reason string
+	// Expires, when set on Success, is when the credentials stop being
+	// valid (a token's exp): the broker then ends the connection with
+	// DISCONNECT 0x87 Not authorized, reason "credentials expired", unless
+	// a re-authentication succeeded before (its result's Expires replaces
+	// this one; a zero Expires then removes the limit).
+	Expires time.Time
 }
 
 // Authenticator decides whether a client may connect. It runs on the

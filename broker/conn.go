@@ -57,15 +57,16 @@ type conn struct {
 
 	// read side while idle (owned by whoever reads; see sockReader and
 	// park_linux.go). Times are nanoseconds since the broker started.
-	mayPark  bool         // plain TCP served by run: may be parked when idle
-	inEpoll  bool         // the socket was once added to the parker's epoll set
-	woke     bool         // resumed from parking, no packet read since
-	pstate   atomic.Int32 // parkRunning or parkParked
-	parkID   uint64       // identifier of the current parking
-	lastRead int64        // when the last packet was handled; 0 before the read loop
-	kaAt     int64        // when the keep alive expires (keepAlive > 0)
-	rdl      int64        // read deadline set on the socket; 0 = none
-	kaTimer  *time.Timer  // wakes a parked connection when its keep alive expires
+	mayPark   bool         // plain TCP served by run: may be parked when idle
+	inEpoll   bool         // the socket was once added to the parker's epoll set
+	woke      bool         // resumed from parking, no packet read since
+	pstate    atomic.Int32 // parkRunning or parkParked
+	parkID    uint64       // identifier of the current parking
+	lastRead  int64        // when the last packet was handled; 0 before the read loop
+	kaAt      int64        // when the keep alive expires (keepAlive > 0)
+	rdl       int64        // read deadline set on the socket; 0 = none
+	kaTimer   *time.Timer  // wakes a parked connection when its keep alive expires
+	credTimer *time.Timer  // ends the connection when its credentials expire; sess.mu
 
 	// clientReason is the reason code of the client's DISCONNECT;
 	// serverReason (sess.mu) the one the broker disconnected it with.
@@ -1162,6 +1163,10 @@ func (c *conn) end(err error) {
 	if c.outTimer != nil {
 		c.outTimer.Stop()
 	}
+	if c.credTimer != nil {
+		c.credTimer.Stop()
+		c.credTimer = nil
+	}
 	if !c.closing {
 		c.closed = true
 		c.ctrlDrain.Broadcast()
@@ -1171,6 +1176,28 @@ func (c *conn) end(err error) {
 		s.mu.Unlock()
 	}
 	c.b.hooks.disconnected(c, err)
+}
+
+// setCredentialExpiry ends the connection with DISCONNECT 0x87 when its
+// credentials expire at t (zero: never), replacing an earlier limit.
+func (c *conn) setCredentialExpiry(t time.Time) {
+	s := c.sess
+	if s == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c.credTimer != nil {
+		c.credTimer.Stop()
+		c.credTimer = nil
+	}
+	if t.IsZero() || c.closed || c.closing {
+		return
+	}
+	c.credTimer = time.AfterFunc(time.Until(t), func() {
+		c.b.log.Info("credentials expired; disconnecting", "client", c.info.ClientID)
+		c.disconnect(packet.NotAuthorized, "credentials expired")
+	})
 }
 
 // ---- idle read side ----

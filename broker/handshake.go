@@ -178,6 +178,7 @@ func (c *conn) handshake(ctx context.Context) error {
 		req.Method = c.authMethod
 		req.Data = cp.Props.AuthData
 	}
+	var credExpires time.Time
 	for {
 		var res AuthResult
 		if c.trusted {
@@ -232,6 +233,7 @@ func (c *conn) handshake(ctx context.Context) error {
 			c.info.Attributes = maps.Clone(res.Attributes)
 		}
 		c.authState = res.State
+		credExpires = res.Expires
 		if c.authMethod != "" {
 			ack.Props.AuthMethod = c.authMethod
 			ack.Props.AuthData = res.Data
@@ -312,6 +314,7 @@ func (c *conn) handshake(ctx context.Context) error {
 		return c.refuse(c.version, packet.NotAuthorized, "client identifier in use by another identity")
 	}
 	if err == nil {
+		c.setCredentialExpiry(credExpires)
 		c.b.hooks.connected(c, cp.CleanStart, ack.SessionPresent)
 	}
 	return err
@@ -678,6 +681,7 @@ func (c *conn) handleReauth(ctx context.Context, a *packet.Auth) error {
 		}
 		c.reauthStep = 0
 		c.authState = res.State
+		c.setCredentialExpiry(res.Expires)
 		if res.Attributes != nil {
 			c.info.Attributes = res.Attributes
 			info := c.info

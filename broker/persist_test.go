@@ -265,14 +265,17 @@ func TestPersistAckWaitsForCommit(t *testing.T) {
 	defer g.set(false, nil)
 	pub := dial(t, b, packet.V5, "pub")
 	pub.send(&packet.Publish{Topic: "t", QoS: 1, PacketID: 1, Payload: []byte("x")})
-	// The message is routed at once, but the publisher is not
-	// acknowledged while the store has not committed it.
-	recvAs[*packet.Publish](sub)
+	// Neither the publisher is acknowledged nor the persistent
+	// subscriber served while the store has not committed the message
+	// [MQTT-4.4.0-1]: the subscriber's in-flight record must follow the
+	// publication's record.
 	pub.expectNothing(100 * time.Millisecond)
+	sub.expectNothing(10 * time.Millisecond)
 	g.set(false, nil)
 	if a := recvAs[*packet.Puback](pub); a.PacketID != 1 || a.ReasonCode != packet.Success {
 		t.Fatalf("PUBACK %+v", a)
 	}
+	recvAs[*packet.Publish](sub)
 }
 
 func TestPersistStoreErrorRefusesPublish(t *testing.T) {

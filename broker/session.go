@@ -156,10 +156,15 @@ func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits, queued bool
 	if persist {
 		*ops = append(*ops, s.entryOpLocked(&d, 0, false))
 	}
-	if persist && d.qos == 2 && d.gate != nil {
+	if persist && d.gate != nil {
 		// Not written to the client before the publication is durable:
 		// otherwise a crash before the commit would let the publisher's
-		// retransmission deliver it a second time.
+		// retransmission deliver a QoS 2 message a second time, and the
+		// writer's record of the packet identifier (written as it sends)
+		// could reach the store before the publication's "queued" record
+		// and be overwritten by it, so that a restart re-sent an
+		// acknowledged QoS 1 message, or one in flight without DUP
+		// [MQTT-4.4.0-1].
 		waits = true
 	} else {
 		d.gate = nil

@@ -282,6 +282,9 @@ type JWT struct {
 	JWKSURL       string   `json:"jwks_url" toml:"jwks_url" flag:"jwt-jwks-url"`
 	RoleClaims    []string `json:"role_claims" toml:"role_claims" flag:"jwt-role-claim"`
 	IdentityClaim string   `json:"identity_claim" toml:"identity_claim" flag:"jwt-identity-claim"`
+	// KeepConnectedAfterExpiry leaves connections open when their token
+	// expires (default: DISCONNECT 0x87 at exp unless re-authenticated).
+	KeepConnectedAfterExpiry bool `json:"keep_connected_after_expiry" toml:"keep_connected_after_expiry" flag:"jwt-keep-connected-after-expiry"`
 }
 
 // Default returns the configuration used when nothing is set.

@@ -141,8 +141,10 @@ type FederatedConfig struct {
 	Now             func() time.Time
 	AllowNoExpiry   bool
 	DisablePassword bool
-	UsernamePolicy  UsernamePolicy
-	Username        string
+	// KeepConnectedAfterExpiry: as JWTConfig.
+	KeepConnectedAfterExpiry bool
+	UsernamePolicy           UsernamePolicy
+	Username                 string
 	// Logger receives fetch failures and breaker changes (default: none).
 	Logger *slog.Logger
 }
@@ -208,7 +210,7 @@ func NewFederatedJWT(cfg FederatedConfig) (*FederatedJWT, error) {
 		return nil, errors.New("jwks: no issuers")
 	}
 	f := &FederatedJWT{
-		front:    jwtFront{disablePassword: cfg.DisablePassword, policy: cfg.UsernamePolicy, username: cfg.Username},
+		front:    jwtFront{disablePassword: cfg.DisablePassword, policy: cfg.UsernamePolicy, username: cfg.Username, skew: effectiveSkew(cfg.ClockSkew), now: nowOr(cfg.Now), keepAfterExpiry: cfg.KeepConnectedAfterExpiry},
 		issuers:  map[string]*fedIssuer{},
 		interval: jwksDefault(cfg.RefreshInterval, DefaultJWKSRefreshInterval),
 		ttl:      jwksDefault(cfg.CacheTTL, DefaultJWKSCacheTTL),

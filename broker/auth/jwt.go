@@ -400,6 +400,11 @@ type jwtFront struct {
 	disablePassword bool
 	policy          UsernamePolicy
 	username        string
+	// skew is the accepted clock skew; keepAfterExpiry leaves the
+	// connection open when the token's exp passes.
+	skew            time.Duration
+	now             func() time.Time
+	keepAfterExpiry bool
 }
 
 func (f *jwtFront) handles(req *broker.AuthRequest) bool {
@@ -457,7 +462,17 @@ func (f *jwtFront) authenticate(ctx context.Context, req *broker.AuthRequest, ve
 	if id.Issuer != "" {
 		attrs["issuer"] = id.Issuer
 	}
-	return broker.AuthResult{Code: packet.Success, Username: id.Username, Attributes: attrs}
+	res := broker.AuthResult{Code: packet.Success, Username: id.Username, Attributes: attrs}
+	if !f.keepAfterExpiry {
+		// The connection ends when the token expires, unless a
+		// re-authentication with a fresh token comes first.
+		if exp, err := jwt.MapClaims(id.Claims).GetExpirationTime(); err == nil && exp != nil {
+			// The time left on the verifier's clock, from now on the
+			// broker's.
+			res.Expires = time.Now().Add(exp.Time.Add(f.skew).Sub(f.now()))
+		}
+	}
+	return res
 }
 
 // JWTConfig configures a JWT authenticator.
@@ -486,6 +501,11 @@ type JWTConfig struct {
 	// DisablePassword refuses tokens sent as the CONNECT password; only
 	// Authentication Method "JWT" is then accepted.
 	DisablePassword bool
+	// KeepConnectedAfterExpiry leaves a connection open when its token's
+	// exp (plus ClockSkew) passes. By default the broker then ends it with
+	// DISCONNECT 0x87 Not authorized, unless the client re-authenticated
+	// with a fresh token before.
+	KeepConnectedAfterExpiry bool
 	// UsernamePolicy and Username constrain the CONNECT User Name sent with
 	// a token in the password.
 	UsernamePolicy UsernamePolicy
@@ -517,7 +537,7 @@ type JWT struct {
 // NewJWT returns a JWT authenticator.
 func NewJWT(cfg JWTConfig) (*JWT, error) {
 	a := &JWT{
-		front:  jwtFront{disablePassword: cfg.DisablePassword, policy: cfg.UsernamePolicy, username: cfg.Username},
+		front:  jwtFront{disablePassword: cfg.DisablePassword, policy: cfg.UsernamePolicy, username: cfg.Username, skew: effectiveSkew(cfg.ClockSkew), now: nowOr(cfg.Now), keepAfterExpiry: cfg.KeepConnectedAfterExpiry},
 		checks: newJWTChecks(cfg.Issuer, cfg.Audience, cfg.ClockSkew, cfg.Now, cfg.AllowNoExpiry, cfg.IdentityClaim),
 		roles:  cfg.RoleClaims,
 	}
@@ -527,13 +547,27 @@ func NewJWT(cfg JWTConfig) (*JWT, error) {
 	return a, nil
 }
 
-func newJWTChecks(iss string, aud []string, skew time.Duration, now func() time.Time, noExp bool, idClaim string) jwtChecks {
+// effectiveSkew is the clock skew the checks apply for a configured one.
+func effectiveSkew(skew time.Duration) time.Duration {
 	switch {
 	case skew == 0:
-		skew = DefaultJWTClockSkew
+		return DefaultJWTClockSkew
 	case skew < 0:
-		skew = 0
+		return 0
 	}
+	return skew
+}
+
+// nowOr returns now, or time.Now when nil.
+func nowOr(now func() time.Time) func() time.Time {
+	if now == nil {
+		return time.Now
+	}
+	return now
+}
+
+func newJWTChecks(iss string, aud []string, skew time.Duration, now func() time.Time, noExp bool, idClaim string) jwtChecks {
+	skew = effectiveSkew(skew)
 	if idClaim == "" {
 		idClaim = "sub"
 	}

@@ -170,7 +170,7 @@ func buildAuth(f config.Auth, logger *slog.Logger, tlsCA bool) (*authSetup, erro
 			fj, err := auth.NewFederatedJWT(auth.FederatedConfig{Issuers: []auth.FederatedIssuer{{
 				Issuer: f.JWT.Issuer, JWKSURL: f.JWT.JWKSURL, Audience: audiences(f.JWT.Audience), AnyAudience: f.JWT.Audience == "",
 				FallbackKeys: keys, Mode: jwtMode(f.JWT.RoleClaims), RoleClaims: f.JWT.RoleClaims, IdentityClaim: f.JWT.IdentityClaim,
-			}}})
+			}}, KeepConnectedAfterExpiry: f.JWT.KeepConnectedAfterExpiry})
 			if err != nil {
 				return nil, err
 			}
@@ -179,7 +179,7 @@ func buildAuth(f config.Auth, logger *slog.Logger, tlsCA bool) (*authSetup, erro
 			s.closers = append(s.closers, fj.Close)
 		} else {
 			j, err := auth.NewJWT(auth.JWTConfig{Keys: keys, Issuer: f.JWT.Issuer, Audience: audiences(f.JWT.Audience),
-				RoleClaims: f.JWT.RoleClaims, IdentityClaim: f.JWT.IdentityClaim})
+				RoleClaims: f.JWT.RoleClaims, IdentityClaim: f.JWT.IdentityClaim, KeepConnectedAfterExpiry: f.JWT.KeepConnectedAfterExpiry})
 			if err != nil {
 				return nil, err
 			}

@@ -249,7 +249,9 @@ func TestProberSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := Compare(before, after, DefaultTolerance)
-	if g.Goroutines < 30 || g.HeapAlloc < 7<<20 || len(g.Problems) < 2 {
+	// Other goroutines of the process may end meanwhile: the 30 added
+	// must show as growth well past the tolerance, not exactly.
+	if g.Goroutines < 20 || g.HeapAlloc < 7<<20 || len(g.Problems) < 2 {
 		t.Errorf("growth not seen: %+v", g)
 	}
 	runtime.KeepAlive(keep)
