@@ -1,9 +1,7 @@
 package telemetry
 
 import (
-	"compress/gzip"
 	"context"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -68,31 +66,10 @@ func (c *metricsCollector) last() (map[string]*metricpb.Metric, map[string]strin
 // httpMetricsCollector is an OTLP/HTTP metrics endpoint.
 func httpMetricsCollector(t *testing.T) (*metricsCollector, *httptest.Server) {
 	c := &metricsCollector{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body := io.Reader(r.Body)
-		if r.Header.Get("Content-Encoding") == "gzip" {
-			zr, err := gzip.NewReader(r.Body)
-			if err != nil {
-				http.Error(w, err.Error(), 400)
-				return
-			}
-			body = zr
-		}
-		data, err := io.ReadAll(body)
-		if err != nil || r.Method != http.MethodPost {
-			http.Error(w, "bad request", 400)
-			return
-		}
-		req := &colmetricpb.ExportMetricsServiceRequest{}
-		if err := proto.Unmarshal(data, req); err != nil {
-			http.Error(w, err.Error(), 400)
-			return
-		}
-		c.add(r.URL.Path, req)
-		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ := proto.Marshal(&colmetricpb.ExportMetricsServiceResponse{})
-		w.Write(out)
-	}))
+	srv := httptest.NewServer(otlpHTTP(func() proto.Message { return &colmetricpb.ExportMetricsServiceRequest{} },
+		&colmetricpb.ExportMetricsServiceResponse{}, func(r *http.Request, m proto.Message) {
+			c.add(r.URL.Path, m.(*colmetricpb.ExportMetricsServiceRequest))
+		}))
 	t.Cleanup(srv.Close)
 	return c, srv
 }

@@ -64,7 +64,21 @@ func resourceAttr(rs *tracepb.ResourceSpans, key string) string {
 // httpCollector is an OTLP/HTTP endpoint.
 func httpCollector(t *testing.T) (*collector, *httptest.Server) {
 	c := &collector{}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	srv := httptest.NewServer(otlpHTTP(func() proto.Message { return &coltracepb.ExportTraceServiceRequest{} },
+		&coltracepb.ExportTraceServiceResponse{}, func(r *http.Request, m proto.Message) {
+			c.add(r.URL.Path, m.(*coltracepb.ExportTraceServiceRequest))
+			c.mu.Lock()
+			c.tokens = append(c.tokens, r.Header.Get("x-token"))
+			c.mu.Unlock()
+		}))
+	t.Cleanup(srv.Close)
+	return c, srv
+}
+
+// otlpHTTP serves OTLP/HTTP: each POST body (gzip or not) is decoded into
+// a fresh newReq() and handed to got, and resp is the answer.
+func otlpHTTP(newReq func() proto.Message, resp proto.Message, got func(*http.Request, proto.Message)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body := io.Reader(r.Body)
 		if r.Header.Get("Content-Encoding") == "gzip" {
 			zr, err := gzip.NewReader(r.Body)
@@ -79,21 +93,16 @@ func httpCollector(t *testing.T) (*collector, *httptest.Server) {
 			http.Error(w, "bad request", 400)
 			return
 		}
-		req := &coltracepb.ExportTraceServiceRequest{}
+		req := newReq()
 		if err := proto.Unmarshal(data, req); err != nil {
 			http.Error(w, err.Error(), 400)
 			return
 		}
-		c.add(r.URL.Path, req)
-		c.mu.Lock()
-		c.tokens = append(c.tokens, r.Header.Get("x-token"))
-		c.mu.Unlock()
+		got(r, req)
 		w.Header().Set("Content-Type", "application/x-protobuf")
-		out, _ := proto.Marshal(&coltracepb.ExportTraceServiceResponse{})
+		out, _ := proto.Marshal(resp)
 		w.Write(out)
-	}))
-	t.Cleanup(srv.Close)
-	return c, srv
+	})
 }
 
 // emit records one span named name with tp and flushes it with shutdown.
