@@ -105,7 +105,7 @@ func payloadHash(p []byte) uint64 { return fnv1a(fnvOffset, p) }
 // deliverIfChanged queues d unless its payload (hash h) is the last one
 // queued for the session on the topic. It reports whether the delivery
 // waits for a store commit (see deliverLocked) and whether it was skipped.
-func (s *session) deliverIfChanged(d delivery, ops *[]store.Op, h uint64) (waits, skipped bool) {
+func (s *session) deliverIfChanged(d delivery, ops *[]store.Op, h uint64, kq *kickQueue) (waits, skipped bool) {
 	t := d.msg.Topic
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,7 +113,7 @@ func (s *session) deliverIfChanged(d delivery, ops *[]store.Op, h uint64) (waits
 		s.b.stats.unchanged.Add(1)
 		return false, true
 	}
-	waits, queued := s.deliverLocked(d, ops)
+	waits, queued := s.deliverLocked(d, ops, kq)
 	if queued {
 		s.rememberLocked(t, h)
 	}

@@ -183,7 +183,18 @@ func (c *conn) resume() {
 // parking (errParked: the caller must then leave c alone).
 func (c *conn) readLoop(ctx context.Context) error {
 	for {
+		if c.in != nil {
+			// Subscribers' writers start once per read batch (kickQueue).
+			if q := &c.in.scratch.kicks; len(q.s) > 0 && (q.packets >= maxKickBatch || !c.r.Complete()) {
+				q.flush()
+			}
+		}
 		h, body, err := c.r.ReadRaw(c.version)
+		if err != nil && err != errPark {
+			// Not after parking: another goroutine may own c by then
+			// (nothing is pending then: ReadRaw was about to block).
+			c.flushKicks()
+		}
 		if err != nil {
 			if err == errPark {
 				if c.park() {
@@ -205,7 +216,11 @@ func (c *conn) readLoop(ctx context.Context) error {
 		}
 		c.b.stats.msgsReceived.Add(1)
 		c.b.stats.bytesReceived.Add(int64(h.Size()))
+		if h.Type != packet.PUBLISH && c.in != nil {
+			c.in.scratch.kicks.flush() // other packets may wait on locks or back-pressure
+		}
 		if err := c.handle(ctx, h, body); err != nil {
+			c.flushKicks()
 			if errors.Is(err, errNormalDisconnect) {
 				return err
 			}
@@ -593,19 +608,24 @@ func (c *conn) appendDeliveryLocked(buf []byte, d delivery, now time.Time, id ui
 		// [MQTT-4.3.3-7]; the retransmission keeps the least value.
 		secs = 1
 	}
-	p := packet.Publish{Topic: m.Topic, Payload: m.Payload, QoS: d.qos, Retain: d.retain, Dup: resend}
+	var local packet.PublishShared
+	sh, err := m.shared(&local)
+	if err != nil {
+		c.b.log.Error("encode PUBLISH", "topic", m.Topic, "err", err)
+		return buf
+	}
+	// The shared part is validated and encoded once per message; each
+	// copy adds its own fields [MQTT-3.3.4-3].
+	p := packet.PublishFrame{Shared: sh, Payload: m.Payload, QoS: d.qos, Retain: d.retain, Dup: resend}
+	var ids [4]uint32
 	if c.version == packet.V5 {
-		p.Props = m.Props
 		if m.hasExpiry() {
-			p.Props.MessageExpiry = secs // [MQTT-3.3.2-6]
+			p.HasExpiry, p.MessageExpiry = true, secs // [MQTT-3.3.2-6]
 		}
-		var ids [4]uint32
-		p.Props.SubscriptionIDs = d.subIDs.appendTo(ids[:0]) // [MQTT-3.3.4-3]
+		p.SubscriptionIDs = d.subIDs.appendTo(ids[:0]) // [MQTT-3.3.4-3]
 		if alias, topicNeeded := c.outboundAliasLocked(m.Topic); alias != 0 {
-			p.Props.TopicAlias = alias
-			if !topicNeeded {
-				p.Topic = ""
-			}
+			p.TopicAlias = alias
+			p.OmitTopic = !topicNeeded
 		}
 	}
 	if c.maxOut > 0 && uint32(p.Size(c.version)) > c.maxOut {
@@ -661,6 +681,14 @@ func (c *conn) outboundAliasLocked(t string) (uint16, bool) {
 	return a, true
 }
 
+// authorizePublish asks the Authorizer whether the client may publish to
+// topicName. The Authorizer may block (on a remote policy service, say),
+// so the deliveries waiting in the kick queue go out first.
+func (c *conn) authorizePublish(ctx context.Context, topicName string) bool {
+	c.in.scratch.kicks.flush()
+	return c.b.cfg.Authorizer.CanPublish(ctx, &c.info, topicName)
+}
+
 // disconnect sends a v5 DISCONNECT with rc (when the code is valid for
 // DISCONNECT) and closes the connection once it is written [MQTT-4.13.1-1].
 func (c *conn) disconnect(rc packet.ReasonCode, reason string) {
@@ -710,6 +738,8 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 		c.in = new(inbound)
 	}
 	p, sc := &c.in.pub, &c.in.scratch
+	sc.kq = &sc.kicks
+	sc.kicks.packets++
 	if err := p.Decode(h.Flags, body, c.version); err != nil {
 		return err
 	}
@@ -789,7 +819,7 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 		rc = packet.NotAuthorized
 	case p.Props.PayloadFormat == 1 && !packet.ValidUTF8(p.Payload) && p.QoS > 0:
 		rc = packet.PayloadFormatInvalid
-	case c.b.cfg.Authorizer != nil && !c.trusted && !c.b.cfg.Authorizer.CanPublish(ctx, &c.info, topicName):
+	case c.b.cfg.Authorizer != nil && !c.trusted && !c.authorizePublish(ctx, topicName):
 		rc = packet.NotAuthorized
 	}
 	sc.ops = sc.ops[:0]
@@ -798,6 +828,7 @@ func (c *conn) handlePublish(ctx context.Context, h packet.FixedHeader, body []b
 	if rc == packet.Success {
 		m := c.b.newMessage(p, topicName, c.info.ClientID)
 		if hs := c.b.hooks.set.Load(); hs != nil && len(hs.publish) > 0 {
+			sc.kicks.flush()                                   // a hook may block: earlier deliveries go first
 			m, rc = c.b.hooks.onPublish(ctx, c, hs.publish, m) // nil: not to be routed
 		}
 		if m != nil {
@@ -855,6 +886,7 @@ func (c *conn) waitAckBacklog() error {
 	if c.pendingAcks.Load() < maxPendingAcks {
 		return nil
 	}
+	c.flushKicks() // called on the read loop, which is about to wait
 	s := c.sess
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -3,6 +3,7 @@ package broker
 import (
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/mqtt5go/mqtt5/packet"
 	"github.com/mqtt5go/mqtt5/topic"
@@ -30,6 +31,60 @@ type Message struct {
 	// Created is when the broker received the message; Message Expiry is
 	// counted from it.
 	Created time.Time
+
+	// wire is the *wireForm of a message with shared properties, built
+	// when it enters routing (see prepareWire). A copy of a Message carries
+	// its original's pointer, which the owner check then ignores.
+	wire unsafe.Pointer
+}
+
+// wireForm caches what every encoded copy of a message shares: the
+// topic name and the travelling properties, validated and encoded once
+// (packet.PublishShared), so that a delivery to each subscriber only adds
+// its own fields.
+type wireForm struct {
+	owner  *Message
+	shared packet.PublishShared
+	err    error
+}
+
+// prepareWire builds the shared wire form of a message with shared
+// properties. It is called where a message enters routing (Broker.publish)
+// or comes back from the store, before another goroutine can see it; m.wire
+// does not change afterwards, so copies of a routed Message never race with
+// it. A copy of an earlier message (its wire form owned by the original)
+// gets its own.
+func (m *Message) prepareWire() {
+	w := (*wireForm)(atomic.LoadPointer(&m.wire))
+	if w != nil && w.owner == m {
+		return
+	}
+	var nw *wireForm
+	if m.hasSharedProps() {
+		nw = &wireForm{owner: m}
+		nw.shared, nw.err = packet.NewPublishShared(m.Topic, &m.Props)
+	}
+	atomic.CompareAndSwapPointer(&m.wire, unsafe.Pointer(w), unsafe.Pointer(nw))
+}
+
+// shared returns the part every encoded copy of m shares: the one
+// prepareWire built, or else one built in *local (without allocating when m
+// has no shared properties, the common case).
+func (m *Message) shared(local *packet.PublishShared) (*packet.PublishShared, error) {
+	if w := (*wireForm)(atomic.LoadPointer(&m.wire)); w != nil && w.owner == m {
+		return &w.shared, w.err
+	}
+	var err error
+	*local, err = packet.NewPublishShared(m.Topic, &m.Props)
+	return local, err
+}
+
+// hasSharedProps reports whether m has a property every copy carries
+// unchanged (all but the Message Expiry Interval).
+func (m *Message) hasSharedProps() bool {
+	p := &m.Props
+	return p.Has(packet.PropPayloadFormat) || p.Has(packet.PropContentType) || p.Has(packet.PropResponseTopic) ||
+		p.Has(packet.PropCorrelationData) || p.Has(packet.PropUser)
 }
 
 // messageProps are the properties a Message keeps (section 3.3.2.3).

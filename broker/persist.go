@@ -217,8 +217,10 @@ func toStored(m *Message) store.Message {
 }
 
 func fromStored(m *store.Message) *Message {
-	return &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
+	out := &Message{Topic: m.Topic, Payload: m.Payload, QoS: m.QoS, Retain: m.Retain,
 		Props: m.Props, ClientID: m.ClientID, Created: m.Created}
+	out.prepareWire()
+	return out
 }
 
 // retainedOp returns the op that stores or deletes m as the retained

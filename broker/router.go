@@ -46,6 +46,11 @@ type routeScratch struct {
 	ops     []store.Op   // store operations the publication needs, for the caller to submit
 	waiting []*session   // sessions holding a delivery until those ops commit
 	gate    *atomic.Bool // their gate, true until the commit
+	// kq, when not nil, collects the sessions to wake instead of waking
+	// each at once (a client connection's read batch, see kickQueue);
+	// kicks is the queue of a connection's own scratch.
+	kq    *kickQueue
+	kicks kickQueue
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(routeScratch) }}
@@ -66,6 +71,7 @@ func byTargetSession(a, b target) int {
 // the store operations that make the publication durable are left in
 // sc.ops for the caller to submit (and to acknowledge after their commit).
 func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
+	m.prepareWire()
 	sc.ops = sc.ops[:0]
 	clear(sc.waiting)
 	sc.waiting = sc.waiting[:0]
@@ -136,12 +142,12 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 		var waits bool
 		if f.on {
 			var counted bool
-			if waits, counted = b.deliverFiltered(t.s, t.d, ops, &f); !counted {
+			if waits, counted = b.deliverFiltered(t.s, t.d, ops, &f, sc.kq); !counted {
 				targets[i] = target{}
 				continue
 			}
 		} else {
-			waits = t.s.deliver(t.d, ops)
+			waits = t.s.deliver(t.d, ops, sc.kq)
 		}
 		if waits {
 			sc.waiting = append(sc.waiting, t.s)
@@ -164,9 +170,9 @@ func (b *Broker) publish(m *Message, from *session, sc *routeScratch) int {
 		d.subIDs.first = mem.Value.subID
 		var waits bool
 		if f.on {
-			waits, _ = b.deliverFiltered(mem.Sub, d, ops, &f)
+			waits, _ = b.deliverFiltered(mem.Sub, d, ops, &f, sc.kq)
 		} else {
-			waits = mem.Sub.deliver(d, ops)
+			waits = mem.Sub.deliver(d, ops, sc.kq)
 		}
 		if waits {
 			sc.waiting = append(sc.waiting, mem.Sub)
@@ -202,16 +208,16 @@ func (b *Broker) routeFilterFor(m *Message, sc *routeScratch) routeFilter {
 // deliverFiltered delivers d to s unless a filter of f skips it. counted
 // is false when s is the message's echo target, which does not count as a
 // matching subscriber; a delivery skipped as unchanged does.
-func (b *Broker) deliverFiltered(s *session, d delivery, ops *[]store.Op, f *routeFilter) (waits, counted bool) {
+func (b *Broker) deliverFiltered(s *session, d delivery, ops *[]store.Op, f *routeFilter, kq *kickQueue) (waits, counted bool) {
 	if f.echo && b.isEcho(d.msg, s) {
 		b.stats.echoes.Add(1)
 		return false, false
 	}
 	if f.track && !s.unchangedExempt {
-		waits, _ = s.deliverIfChanged(d, ops, f.hash)
+		waits, _ = s.deliverIfChanged(d, ops, f.hash, kq)
 		return waits, true
 	}
-	return s.deliver(d, ops), true
+	return s.deliver(d, ops, kq), true
 }
 
 // mayReceive asks the ReceiveAuthorizer whether s may receive a message on
@@ -323,11 +329,11 @@ func (b *Broker) redispatch(ds []delivery, from *session) {
 		if mem, ok := b.pickShared(d.group, d.msg, from); ok {
 			d.qos = min(d.msg.QoS, mem.Value.qos)
 			d.subIDs = subIDs{first: mem.Value.subID}
-			mem.Sub.deliver(d, opp)
+			mem.Sub.deliver(d, opp, nil)
 			continue
 		}
 		if from != nil {
-			from.deliver(d, opp)
+			from.deliver(d, opp, nil)
 		}
 	}
 	b.submit(ops, nil)
@@ -392,7 +398,7 @@ func (b *Broker) sendRetainedLocked(s *session, filter string, o subOpts, ops *[
 		}
 		d := delivery{msg: m, qos: min(m.QoS, o.qos), retain: true}
 		d.subIDs.first = o.subID
-		_, queued := s.deliverLocked(d, ops)
+		_, queued := s.deliverLocked(d, ops, nil)
 		if queued && co != nil && co.matches(t, coRes) {
 			// Always delivered (the subscriber asked for the current
 			// value); a live repeat of it is then skipped.

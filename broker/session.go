@@ -73,6 +73,9 @@ type session struct {
 	// to it on the session's own goroutine instead of a network connection.
 	handler  func(*Message)
 	draining bool
+	// kickQueued: the session is on a kickQueue, which wakes its writer
+	// when flushed.
+	kickQueued bool
 
 	// last is the change-only state (payload hash per topic), allocated on
 	// first use; unchangedExempt sessions always get every message.
@@ -126,9 +129,9 @@ func (s *session) admitLocked(d *delivery, ops *[]store.Op, persist bool) bool {
 
 // deliver queues d for the session and wakes its writer. QoS 0 messages are
 // not kept for a disconnected session.
-func (s *session) deliver(d delivery, ops *[]store.Op) (waits bool) {
+func (s *session) deliver(d delivery, ops *[]store.Op, kq *kickQueue) (waits bool) {
 	s.mu.Lock()
-	waits, _ = s.deliverLocked(d, ops)
+	waits, _ = s.deliverLocked(d, ops, kq)
 	s.mu.Unlock()
 	return waits
 }
@@ -139,7 +142,10 @@ func (s *session) deliver(d delivery, ops *[]store.Op) (waits bool) {
 // reports whether the delivery waits for that commit before it may be
 // written (delivery.gate); the caller then kicks the session
 // after the commit. queued is false when d was dropped.
-func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits, queued bool) {
+//
+// With kq not nil the writer is woken when kq is flushed (at the end of
+// the publisher's read batch) rather than now.
+func (s *session) deliverLocked(d delivery, ops *[]store.Op, kq *kickQueue) (waits, queued bool) {
 	if s.ended {
 		return false, false
 	}
@@ -170,7 +176,11 @@ func (s *session) deliverLocked(d delivery, ops *[]store.Op) (waits, queued bool
 		d.gate = nil
 	}
 	s.queue.push(d)
-	s.kickLocked()
+	if kq != nil {
+		kq.addLocked(s)
+	} else {
+		s.kickLocked()
+	}
 	return waits, true
 }
 

@@ -556,26 +556,33 @@ func (p *Properties) appendProps(dst []byte, t Type, size int) []byte {
 		if propTable[id].allowed&(1<<t) == 0 || !p.Has(id) {
 			continue
 		}
-		switch propTable[id].kind {
-		case kindByte:
-			dst = append(dst, byte(id), *p.byteField(id))
-		case kindUint16:
-			dst = appendUint16(append(dst, byte(id)), *p.uint16Field(id))
-		case kindUint32:
-			dst = appendUint32(append(dst, byte(id)), *p.uint32Field(id))
-		case kindVarint:
-			for _, v := range p.SubscriptionIDs {
-				dst = AppendVarint(append(dst, byte(id)), v)
-			}
-		case kindString:
-			dst = appendString(append(dst, byte(id)), p.stringValue(id))
-		case kindBinary:
-			dst = appendBinary(append(dst, byte(id)), p.binaryValue(id))
-		case kindPair:
-			for _, u := range p.User {
-				dst = appendString(append(dst, byte(id)), u.Key)
-				dst = appendString(dst, u.Value)
-			}
+		dst = p.appendProp(dst, id)
+	}
+	return dst
+}
+
+// appendProp appends property id (every instance of it, for the repeatable
+// ones) without checking that it is present.
+func (p *Properties) appendProp(dst []byte, id PropID) []byte {
+	switch propTable[id].kind {
+	case kindByte:
+		dst = append(dst, byte(id), *p.byteField(id))
+	case kindUint16:
+		dst = appendUint16(append(dst, byte(id)), *p.uint16Field(id))
+	case kindUint32:
+		dst = appendUint32(append(dst, byte(id)), *p.uint32Field(id))
+	case kindVarint:
+		for _, v := range p.SubscriptionIDs {
+			dst = AppendVarint(append(dst, byte(id)), v)
+		}
+	case kindString:
+		dst = appendString(append(dst, byte(id)), p.stringValue(id))
+	case kindBinary:
+		dst = appendBinary(append(dst, byte(id)), p.binaryValue(id))
+	case kindPair:
+		for _, u := range p.User {
+			dst = appendString(append(dst, byte(id)), u.Key)
+			dst = appendString(dst, u.Value)
 		}
 	}
 	return dst

@@ -45,23 +45,30 @@ func (p *Publish) remaining(v Version) int {
 	return n
 }
 
+// checkPublishHeader checks QoS, DUP and the packet identifier of a
+// PUBLISH about to be encoded.
+func checkPublishHeader(qos byte, dup bool, id uint16) error {
+	switch {
+	case qos > 2:
+		return malformed(PUBLISH, "QoS 3") // [MQTT-3.3.1-4]
+	case qos == 0 && dup:
+		return malformed(PUBLISH, "DUP set on QoS 0") // [MQTT-3.3.1-2]
+	case qos == 0 && id != 0:
+		return protocolErr(PUBLISH, "QoS 0 PUBLISH with packet identifier") // [MQTT-2.2.1-2]
+	case qos > 0 && id == 0:
+		return protocolErr(PUBLISH, "packet identifier 0") // [MQTT-2.2.1-3] [MQTT-2.2.1-4]
+	}
+	return nil
+}
+
 // AppendTo implements Packet. It validates what it writes: QoS, the packet
 // identifier, the topic's UTF-8 and the properties.
 func (p *Publish) AppendTo(dst []byte, v Version) ([]byte, error) {
 	if !v.Valid() {
 		return dst, ErrUnsupportedVersion
 	}
-	if p.QoS > 2 {
-		return dst, malformed(PUBLISH, "QoS 3") // [MQTT-3.3.1-4]
-	}
-	if p.QoS == 0 && p.Dup {
-		return dst, malformed(PUBLISH, "DUP set on QoS 0") // [MQTT-3.3.1-2]
-	}
-	if p.QoS == 0 && p.PacketID != 0 {
-		return dst, protocolErr(PUBLISH, "QoS 0 PUBLISH with packet identifier") // [MQTT-2.2.1-2]
-	}
-	if p.QoS > 0 && p.PacketID == 0 {
-		return dst, protocolErr(PUBLISH, "packet identifier 0") // [MQTT-2.2.1-3] [MQTT-2.2.1-4]
+	if err := checkPublishHeader(p.QoS, p.Dup, p.PacketID); err != nil {
+		return dst, err
 	}
 	if err := checkString(PUBLISH, "topic name", p.Topic); err != nil {
 		return dst, err

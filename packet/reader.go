@@ -164,3 +164,18 @@ func (r *Reader) ReadPacket(v Version) (Packet, error) {
 	copy(owned, body)
 	return Decode(h, owned, v)
 }
+
+// Complete reports whether a whole packet (or a fixed header ReadRaw will
+// refuse) is buffered, so that the next ReadRaw returns without reading
+// from the underlying reader.
+func (r *Reader) Complete() bool {
+	avail := r.buf[r.start:r.end]
+	if len(avail) < 2 {
+		return false
+	}
+	rem, n, err := DecodeVarint(avail[1:])
+	if err != nil {
+		return err != errVarintShort
+	}
+	return len(avail) >= 1+n+int(rem)
+}

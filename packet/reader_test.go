@@ -364,3 +364,37 @@ func TestReaderSteadyStateAllocs(t *testing.T) {
 		t.Fatalf("%v allocs per packet", allocs)
 	}
 }
+
+// Complete tells whether ReadRaw would return without reading: what is
+// left in the buffer after one packet decides it.
+func TestReaderComplete(t *testing.T) {
+	pub, err := (&packet.Publish{Topic: "a/b", Payload: []byte("hello")}).AppendTo(nil, packet.V5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name string
+		rest []byte
+		want bool
+	}{
+		{"nothing", nil, false},
+		{"one header byte", pub[:1], false},
+		{"header without body", pub[:2], false},
+		{"part of the body", pub[:len(pub)-1], false},
+		{"whole packet", pub, true},
+		{"invalid remaining length", []byte{0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01}, true},
+	}
+	for _, tc := range cases {
+		in := append(append([]byte{}, pub...), tc.rest...)
+		r := packet.NewReader(bytes.NewReader(in), 0) // one Read returns all of it
+		if r.Complete() {
+			t.Fatalf("%s: complete before any read", tc.name)
+		}
+		if _, _, err := r.ReadRaw(packet.V5); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		if got := r.Complete(); got != tc.want {
+			t.Errorf("%s: Complete() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
