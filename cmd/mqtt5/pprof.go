@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"runtime"
 	"time"
 )
 
@@ -30,6 +31,10 @@ func pprofMux() *http.ServeMux {
 	return mux
 }
 
+// mutexProfileFraction is the sampling rate of lock contention events
+// while the profiling endpoint is on (runtime.SetMutexProfileFraction).
+const mutexProfileFraction = 100
+
 // servePprof serves the runtime profiles on addr until stop is called;
 // an empty addr serves nothing.
 func servePprof(ctx context.Context, addr string, logger *slog.Logger) (stop func(), err error) {
@@ -49,8 +54,12 @@ func servePprof(ctx context.Context, addr string, logger *slog.Logger) (stop fun
 		defer close(done)
 		srv.Serve(l)
 	}()
+	// Lock contention is sampled (one event in mutexProfileFraction) only
+	// while the endpoint is on: the mutex profile is empty otherwise.
+	prevFraction := runtime.SetMutexProfileFraction(mutexProfileFraction)
 	logger.Info("pprof listening", "url", "http://"+l.Addr().String()+"/debug/pprof/")
 	return func() {
+		defer runtime.SetMutexProfileFraction(prevFraction)
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if srv.Shutdown(sctx) != nil {
