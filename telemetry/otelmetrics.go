@@ -131,28 +131,10 @@ func newOTLPMetricExporter(ctx context.Context, cfg MetricsConfig) (sdkmetric.Ex
 	}
 	switch proto {
 	case ProtocolGRPC:
-		var opts []otlpmetricgrpc.Option
-		if endpoint != nil {
-			opts = append(opts, otlpmetricgrpc.WithEndpointURL(endpoint.String()))
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlpmetricgrpc.WithHeaders(cfg.Headers))
-		}
-		if cfg.Timeout > 0 {
-			opts = append(opts, otlpmetricgrpc.WithTimeout(cfg.Timeout))
-		}
-		return otlpmetricgrpc.New(ctx, opts...)
+		return otlpmetricgrpc.New(ctx, otlpOptions(endpoint, cfg.Headers, cfg.Timeout,
+			otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithHeaders, otlpmetricgrpc.WithTimeout)...)
 	default:
-		var opts []otlpmetrichttp.Option
-		if endpoint != nil {
-			opts = append(opts, otlpmetrichttp.WithEndpointURL(endpoint.String()))
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlpmetrichttp.WithHeaders(cfg.Headers))
-		}
-		if cfg.Timeout > 0 {
-			opts = append(opts, otlpmetrichttp.WithTimeout(cfg.Timeout))
-		}
-		return otlpmetrichttp.New(ctx, opts...)
+		return otlpmetrichttp.New(ctx, otlpOptions(endpoint, cfg.Headers, cfg.Timeout,
+			otlpmetrichttp.WithEndpointURL, otlpmetrichttp.WithHeaders, otlpmetrichttp.WithTimeout)...)
 	}
 }

@@ -210,6 +210,25 @@ func otlpEndpoint(s, proto, path string) (*url.URL, error) {
 	return u, nil
 }
 
+// otlpOptions builds the options of an OTLP exporter of any signal and
+// protocol from the endpoint (nil: the exporter's default or OTEL_*
+// variables), headers and timeout, with the option constructors of the
+// exporter's package.
+func otlpOptions[O any](endpoint *url.URL, headers map[string]string, timeout time.Duration,
+	withURL func(string) O, withHeaders func(map[string]string) O, withTimeout func(time.Duration) O) []O {
+	var opts []O
+	if endpoint != nil {
+		opts = append(opts, withURL(endpoint.String()))
+	}
+	if len(headers) > 0 {
+		opts = append(opts, withHeaders(headers))
+	}
+	if timeout > 0 {
+		opts = append(opts, withTimeout(timeout))
+	}
+	return opts
+}
+
 func newOTLPExporter(ctx context.Context, cfg TracingConfig) (sdktrace.SpanExporter, error) {
 	proto, err := protocolOf(cfg)
 	if err != nil {
@@ -221,29 +240,11 @@ func newOTLPExporter(ctx context.Context, cfg TracingConfig) (sdktrace.SpanExpor
 	}
 	switch proto {
 	case ProtocolGRPC:
-		var opts []otlptracegrpc.Option
-		if endpoint != nil {
-			opts = append(opts, otlptracegrpc.WithEndpointURL(endpoint.String()))
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
-		}
-		if cfg.Timeout > 0 {
-			opts = append(opts, otlptracegrpc.WithTimeout(cfg.Timeout))
-		}
-		return otlptracegrpc.New(ctx, opts...)
+		return otlptracegrpc.New(ctx, otlpOptions(endpoint, cfg.Headers, cfg.Timeout,
+			otlptracegrpc.WithEndpointURL, otlptracegrpc.WithHeaders, otlptracegrpc.WithTimeout)...)
 	default:
-		var opts []otlptracehttp.Option
-		if endpoint != nil {
-			opts = append(opts, otlptracehttp.WithEndpointURL(endpoint.String()))
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
-		}
-		if cfg.Timeout > 0 {
-			opts = append(opts, otlptracehttp.WithTimeout(cfg.Timeout))
-		}
-		return otlptracehttp.New(ctx, opts...)
+		return otlptracehttp.New(ctx, otlpOptions(endpoint, cfg.Headers, cfg.Timeout,
+			otlptracehttp.WithEndpointURL, otlptracehttp.WithHeaders, otlptracehttp.WithTimeout)...)
 	}
 }
 
