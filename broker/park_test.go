@@ -13,6 +13,17 @@ import (
 )
 
 // tcpBroker serves b on a loopback listener and returns its address.
+// parkingBroker skips where connections are not parked and otherwise
+// returns a default broker serving TCP on a loopback address.
+func parkingBroker(t *testing.T) (*Broker, string) {
+	t.Helper()
+	if !parkSupported {
+		t.Skip("parking is Linux only")
+	}
+	b := newTestBroker(t, Config{})
+	return b, tcpBroker(t, b)
+}
+
 func tcpBroker(t *testing.T, b *Broker) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -64,11 +75,7 @@ func waitParked(t *testing.T, b *Broker, id string) *conn {
 }
 
 func TestIdleConnectionParksAndResumes(t *testing.T) {
-	if !parkSupported {
-		t.Skip("parking is Linux only")
-	}
-	b := newTestBroker(t, Config{})
-	addr := tcpBroker(t, b)
+	b, addr := parkingBroker(t)
 	sub := dialTCP(t, addr, "sub", 0)
 	sub.subscribe(1, packet.Subscription{Filter: "a/#", QoS: 1})
 	pub := dialTCP(t, addr, "pub", 0)
@@ -128,11 +135,7 @@ func TestIdleConnectionParksAndResumes(t *testing.T) {
 }
 
 func TestParkedConnectionKeepAliveExpires(t *testing.T) {
-	if !parkSupported {
-		t.Skip("parking is Linux only")
-	}
-	b := newTestBroker(t, Config{})
-	addr := tcpBroker(t, b)
+	b, addr := parkingBroker(t)
 	c := dialTCP(t, addr, "ka", 1)
 	waitParked(t, b, "ka")
 	start := time.Now()
@@ -148,11 +151,7 @@ func TestParkedConnectionKeepAliveExpires(t *testing.T) {
 }
 
 func TestParkedConnectionKeepAliveRenewed(t *testing.T) {
-	if !parkSupported {
-		t.Skip("parking is Linux only")
-	}
-	b := newTestBroker(t, Config{})
-	addr := tcpBroker(t, b)
+	b, addr := parkingBroker(t)
 	c := dialTCP(t, addr, "ka", 1)
 	// A PINGREQ every second, each after the connection parked, keeps it.
 	for range 4 {
@@ -164,11 +163,7 @@ func TestParkedConnectionKeepAliveRenewed(t *testing.T) {
 }
 
 func TestParkedConnectionTakeoverAndShutdown(t *testing.T) {
-	if !parkSupported {
-		t.Skip("parking is Linux only")
-	}
-	b := newTestBroker(t, Config{})
-	addr := tcpBroker(t, b)
+	b, addr := parkingBroker(t)
 	old := dialTCP(t, addr, "x", 0)
 	waitParked(t, b, "x")
 	// [MQTT-3.1.4-3] the parked connection is taken over: DISCONNECT
